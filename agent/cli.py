@@ -68,7 +68,10 @@ _register_commands()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns (not raises) a command's typer.Exit code.
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+            sys.exit(rc)
     except SelfhealError as exc:
         _fail(str(exc), exc.exit_code, exc)
     except typer.Exit as exc:

@@ -92,11 +92,22 @@ class Store:
 
     def close(self) -> None:
         try:
-            self.con.close()
+            if self.con is not None:
+                self.con.close()
         finally:
             if self._lock_fd is not None:
                 _release_lock(self._lock_fd)
                 self._lock_fd = None
+
+    def pause(self) -> None:
+        """Close the database but keep the writer lock: readers can open the file while a daemon sleeps."""
+        if self.path is not None and self.con is not None:
+            self.con.close()
+            self.con = None  # type: ignore[assignment]
+
+    def resume(self) -> None:
+        if self.path is not None and self.con is None:
+            self.con = _connect_retrying(self.path, read_only=self.readonly, wait_s=30.0)
 
     def __enter__(self) -> "Store":
         return self
