@@ -32,6 +32,7 @@ from agent.store import Store
 from agent.store import report as q
 
 OFFLINE_FOOTER = "— offline answerer (no model configured)"
+OFFLINE_BY_CHOICE_FOOTER = "— offline answerer (--offline: the configured model was not asked)"
 _UNIT_S = {"m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600,
            "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800,
            "weeks": 604800, "night": 12 * 3600}
@@ -259,8 +260,9 @@ class OfflineAnswerer:
     name = "offline"
 
     def __init__(self, store: Store, *, now: datetime | None = None, settings: ChatSettings | None = None,
-                 intents: IntentBook | None = None):
+                 intents: IntentBook | None = None, footer: str = OFFLINE_FOOTER):
         self.store = store
+        self.footer = footer
         self._now = now
         self.settings = settings or ChatSettings()
         self.book = intents or default_intents()
@@ -300,12 +302,13 @@ class OfflineAnswerer:
     def answer(self, question: str) -> Answer:
         text = (question or "").strip()
         if not text:
-            return self._help(question, "help", "Ask me a question about the issues in the store.")
+            return self._help(question, "help", "Ask me a question about the issues in the store.", footer=self.footer)
         p = parse_question(self.book, text, context_issue=self.last_issue is not None)
         handler = getattr(self, f"_intent_{p.intent}", None)
         if handler is None:
-            return self._help(question, "unknown", "I did not understand the question.")
+            return self._help(question, "unknown", "I did not understand the question.", footer=self.footer)
         ans = handler(question, p)
+        ans.footer = self.footer
         issues = ans.refs.get("issues") or []
         if len(issues) == 1:
             self.last_issue = issues[0]
@@ -313,7 +316,7 @@ class OfflineAnswerer:
 
     # -- help
 
-    def _help(self, question: str, intent: str, lead: str) -> Answer:
+    def _help(self, question: str, intent: str, lead: str, footer: str = OFFLINE_FOOTER) -> Answer:
         lines = [lead, "I can answer questions like these (from the store, without a model):"]
         for known in self.book.intents:
             if known.name == "help":
@@ -321,7 +324,7 @@ class OfflineAnswerer:
             ex = f' — e.g. "{known.examples[0]}"' if known.examples else ""
             lines.append(f"- {known.description}{ex}")
         return Answer(question, intent, "\n".join(lines),
-                      data={"intents": [i.name for i in self.book.intents if i.name != "help"]})
+                      data={"intents": [i.name for i in self.book.intents if i.name != "help"]}, footer=footer)
 
     def _intent_help(self, question: str, p: Parsed) -> Answer:
         return self._help(question, "help", "Ask me about the issues in the store.")
@@ -364,7 +367,8 @@ class OfflineAnswerer:
         if iid is None:
             known = [i["id"] for i in q.issue_rows(self.store)]
             span = f" (issues run {known[0]} … {known[-1]})" if known else " (it holds no issues yet)"
-            return Answer(question, "issue", (missing or "Which issue? Name one, like ISS-0001.") + span, {"issues": []})
+            text = (missing or "Which issue? Name one, like ISS-0001.").rstrip(".") + span + "."
+            return Answer(question, "issue", text, {"issues": []})
         issue = next(i for i in q.issue_rows(self.store) if i["id"] == iid)
         events = q.issue_event_rows(self.store, iid)
         chains = q.chain_rows(self.store, iid)
@@ -380,7 +384,9 @@ class OfflineAnswerer:
         last_event = events[-1] if events else {}
         lines = [f"{iid} — {issue['title']} ({issue['kind']}, {issue['source'] or '?'}"
                  f"{', ' + issue['service'] if issue['service'] else ''})",
-                 f"Status: {issue['status']} since {_t(last_event.get('ts'))}. First detected {_t(issue['opened_at'])}"
+                 f"Status: {issue['status']} since {_t(last_event.get('ts'))}"
+                 + (f" ({_clip(last_event.get('reason'), 200)})" if issue["status"] == "needs-human" and last_event.get("reason") else "")
+                 + f". First detected {_t(issue['opened_at'])}"
                  f"{' (signal ' + issue['first_signal'] + ')' if issue['first_signal'] else ''}; "
                  f"{_plural(len(occ), 'occurrence')}"
                  f"{'; reopened ' + _plural(len(recurrences), 'time') if recurrences else ''}."]
@@ -388,6 +394,20 @@ class OfflineAnswerer:
             refs["signals"].append(issue["first_signal"])
         passed = [c for c in chains if c["id"] in gates and gate_all_passed(gates[c["id"]])]
         shown = (passed or chains or [None])[-1]
+        borrowed = next((e["chain_id"] for e in reversed(events) if e.get("chain_id")), None) if shown is None else None
+        if borrowed:
+            # grouped into another issue's chain (one of its links): that chain explains this issue too
+            owner = next((c for c in q.chain_rows(self.store) if c["id"] == borrowed), None)
+            if owner is not None:
+                shown = owner
+                gates = {g["chain_id"]: g for g in q.gate_rows(self.store) if g["chain_id"] == borrowed}
+                fixes = [f for f in q.fix_rows(self.store, owner["issue_id"]) if f["chain_id"] == borrowed]
+                verifs = [v for v in q.verification_rows(self.store, owner["issue_id"])]
+                refs["chains"].append(borrowed)
+                refs["fixes"] += [f["id"] for f in fixes]
+                why = next((e.get("reason") for e in reversed(events) if e.get("chain_id") == borrowed and e.get("reason")), "")
+                lines.append(f"It is one of the links of {owner['issue_id']}'s chain {borrowed}"
+                             + (f": {_clip(why, 160)}" if why else "") + ".")
         if shown is None:
             lines.append("Why: no chain has been drafted for it yet" +
                          (f" (latest step: {last_event.get('event')}: {_clip(last_event.get('reason'), 160)})."
@@ -555,29 +575,35 @@ class OfflineAnswerer:
             by_issue.setdefault(r["issue"], []).append(r)
         lines = [f"{_plural(len(by_issue), 'failure mode')} recurred "
                  f"({_plural(len(recs), 'recurrence')}); repeat issues after a gate-validated fix: {rep['repeat_issues']} (goal 0)."]
+        shown = list(by_issue.items())[-self.settings.max_items:]
+        if len(shown) < len(by_issue):
+            lines.append(f"The {len(shown)} that recurred most recently:")
+        archive = q.archive_rows(self.store)
         refs = {"issues": [], "signals": [], "chains": []}
-        for iid, rs in by_issue.items():
+        for iid, rs in shown:
             issue = issues.get(iid, {})
             refs["issues"].append(iid)
             refs["signals"] += [r["signal"] for r in rs if r.get("signal")]
             lines.append(f"- {iid} {_clip(issue.get('title'), 90)}: recurred {_plural(len(rs), 'time')} "
                          f"({', '.join(_t(r['ts']) + (' ' + r['signal'] if r.get('signal') else '') for r in rs)}).")
-            lines.append("  " + self._recurrence_story(iid, rs))
+            lines.append("  " + self._recurrence_story(iid, rs, [a for a in archive if a["issue_id"] == iid]))
         return Answer(question, "recurring", "\n".join(lines), refs,
                       {"repeat_issues": rep["repeat_issues"], "recurrences": len(recs), "issues": refs["issues"],
                        "repeat_fingerprints": [r["fingerprint"] for r in repeats]})
 
-    def _recurrence_story(self, iid: str, recs: Sequence[dict[str, Any]]) -> str:
+    def _recurrence_story(self, iid: str, recs: Sequence[dict[str, Any]], archive: Sequence[dict[str, Any]]) -> str:
         events = q.issue_event_rows(self.store, iid)
         resolutions, _ = transitions(events)
         chains = q.chain_rows(self.store, iid)
         gates = {g["chain_id"]: g for g in q.gate_rows(self.store, iid)}
-        archive = [a for a in q.archive_rows(self.store) if a["issue_id"] == iid]
         first = recs[0]
         before = [r for r in resolutions if r["ts"] <= first["ts"]]
         prior = before[-1] if before else None
         parts = []
-        if prior is None:
+        if first.get("kind") == "fix-did-not-hold":
+            parts.append(f"Its fix {first.get('fix') or ''} did not hold in verification"
+                         + (f": {_clip(first.get('reason'), 160)}" if first.get("reason") else "") + ".")
+        elif prior is None:
             parts.append("It was never resolved before it came back.")
         elif prior.get("chain_id") and prior["chain_id"] in gates and gate_all_passed(gates[prior["chain_id"]]):
             chain = next((c for c in chains if c["id"] == prior["chain_id"]), None)
@@ -784,8 +810,12 @@ def _count(items) -> dict[str, int]:
 def make_answerer(store: Store, cfg: Any, *, offline: bool = False, now: datetime | None = None):
     """The model-backed answerer when analysis.model is configured (and not `offline`), else the offline one."""
     settings = ChatSettings.from_config(cfg)
-    if offline or cfg.analysis.model is None:
+    if cfg.analysis.model is None:
         return OfflineAnswerer(store, now=now, settings=settings)
+    if offline:
+        return OfflineAnswerer(store, now=now, settings=settings, footer=OFFLINE_BY_CHOICE_FOOTER)
     from agent.chat_agent import ModelAnswerer, build_model
 
-    return ModelAnswerer(store, build_model(cfg), model_name=cfg.analysis.model.model, now=now, settings=settings)
+    m = cfg.analysis.model
+    return ModelAnswerer(store, build_model(cfg), model_name=m.model, now=now, settings=settings,
+                         endpoint=m.base_url or "api.openai.com")

@@ -84,6 +84,8 @@ def system_prompt(store: Store, now: datetime | None) -> str:
 
 def build_agent(model: Any, instructions: str):
     """A pydantic-ai Agent over ChatDeps with read-only tools; `model` is a pydantic-ai model (FunctionModel in tests)."""
+    # The tools are coroutines that never await: pydantic-ai runs a model's parallel tool calls as tasks on
+    # one event loop, so they take turns on the store's single DuckDB connection instead of racing in threads.
     agent = Agent(model, output_type=ChatReply, deps_type=ChatDeps, instructions=instructions, retries=3,
                   name="selfheal-chat")
 
@@ -94,7 +96,7 @@ def build_agent(model: Any, instructions: str):
         return row
 
     @agent.tool
-    def list_issues(ctx: RunContext[ChatDeps], status: str | None = None, kind: str | None = None,
+    async def list_issues(ctx: RunContext[ChatDeps], status: str | None = None, kind: str | None = None,
                     service: str | None = None, opened_within_hours: float | None = None) -> list[dict[str, Any]]:
         """Issues with their current status. status: open, analysing, fixing, verifying, needs-human, resolved, or
         'active' for any unresolved; kind: failure or warning; opened_within_hours: opened in the last N hours."""
@@ -113,7 +115,7 @@ def build_agent(model: Any, instructions: str):
         return _plain([{k: r[k] for k in keep} for r in rows[-ctx.deps.settings.sql_max_rows:]])
 
     @agent.tool
-    def issue_timeline(ctx: RunContext[ChatDeps], issue_id: str) -> dict[str, Any]:
+    async def issue_timeline(ctx: RunContext[ChatDeps], issue_id: str) -> dict[str, Any]:
         """One issue's state changes (with reasons, chains, fixes) and occurrences (signals), in time order."""
         issue = _issue_or_retry(ctx, issue_id)
         events = q.issue_event_rows(ctx.deps.store, issue["id"])
@@ -121,7 +123,7 @@ def build_agent(model: Any, instructions: str):
         return _plain({"issue": issue, "events": events, "occurrences": occ[: ctx.deps.settings.sql_max_rows]})
 
     @agent.tool
-    def issue_chains(ctx: RunContext[ChatDeps], issue_id: str) -> list[dict[str, Any]]:
+    async def issue_chains(ctx: RunContext[ChatDeps], issue_id: str) -> list[dict[str, Any]]:
         """The why-chains drafted for an issue, each with its gate result (four checks, reasons) and archive outcome."""
         issue = _issue_or_retry(ctx, issue_id)
         gates = {g["chain_id"]: g for g in q.gate_rows(ctx.deps.store, issue["id"])}
@@ -136,7 +138,7 @@ def build_agent(model: Any, instructions: str):
         return _plain(out)
 
     @agent.tool
-    def issue_fixes(ctx: RunContext[ChatDeps], issue_id: str) -> list[dict[str, Any]]:
+    async def issue_fixes(ctx: RunContext[ChatDeps], issue_id: str) -> list[dict[str, Any]]:
         """The fixes planned or applied for an issue, their life (applied, verified, rolled back) and verification steps."""
         issue = _issue_or_retry(ctx, issue_id)
         events = q.fix_event_rows(ctx.deps.store, issue["id"])
@@ -146,7 +148,7 @@ def build_agent(model: Any, instructions: str):
                        for f in q.fix_rows(ctx.deps.store, issue["id"])])
 
     @agent.tool
-    def signals_around(ctx: RunContext[ChatDeps], time: str, before_minutes: float = 60, after_minutes: float = 15,
+    async def signals_around(ctx: RunContext[ChatDeps], time: str, before_minutes: float = 60, after_minutes: float = 15,
                        service: str | None = None, min_level: str | None = None) -> list[dict[str, Any]]:
         """Signals (with triage verdicts) from before_minutes before to after_minutes after an RFC 3339 time."""
         from agent.models import LEVELS, parse_ts
@@ -163,7 +165,7 @@ def build_agent(model: Any, instructions: str):
         return _plain(rows)
 
     @agent.tool
-    def metrics(ctx: RunContext[ChatDeps]) -> dict[str, Any]:
+    async def metrics(ctx: RunContext[ChatDeps]) -> dict[str, Any]:
         """The report: issues tracked, formal RCA, active, MTTR (latest cycle and per cycle), repeat issues,
         recurrences escalated, learning velocity, noise and genuine signals, noise per source, gate rejections."""
         r = compute_report(ctx.deps.store, now=ctx.deps.now)
@@ -174,7 +176,7 @@ def build_agent(model: Any, instructions: str):
         return _plain({k: r[k] for k in keep})
 
     @agent.tool
-    def sql(ctx: RunContext[ChatDeps], query: str) -> dict[str, Any]:
+    async def sql(ctx: RunContext[ChatDeps], query: str) -> dict[str, Any]:
         """Run one read-only SELECT over the v_* views (listed in the instructions); at most a few hundred rows."""
         try:
             cols, rows, truncated = q.run_select(ctx.deps.store, query, limit=ctx.deps.settings.sql_max_rows,
@@ -213,8 +215,9 @@ class ModelAnswerer:
     """Answers through a pydantic-ai agent with read-only tools over the store; keeps the conversation."""
 
     def __init__(self, store: Store, model: Any, *, model_name: str, now: datetime | None = None,
-                 settings: ChatSettings | None = None):
+                 settings: ChatSettings | None = None, endpoint: str | None = None):
         self.store = store
+        self.endpoint = endpoint
         self.now = now or q.latest_record_ts(store)
         self.settings = settings or ChatSettings()
         self.model_name = model_name
@@ -231,10 +234,11 @@ class ModelAnswerer:
             result = self.agent.run_sync(text, deps=ChatDeps(self.store, self.now, self.settings),
                                          message_history=self.history or None)
         except (AgentRunError, UserError) as exc:
-            raise SelfhealError(f"the model could not answer: {str(exc).splitlines()[0]}") from None
+            where = f" at {self.endpoint}" if self.endpoint else ""
+            raise SelfhealError(f"the model {self.model_name}{where} could not answer: {_first_line(exc)}") from None
         except Exception as exc:  # transport errors from the OpenAI client: one line, the chat goes on
             if type(exc).__module__.startswith(("openai", "httpx", "httpcore")):
-                raise SelfhealError(f"model request failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+                raise SelfhealError(f"request to the model {self.model_name} failed: {type(exc).__name__}: {_first_line(exc)}") from None
             raise
         self.history = result.all_messages()
         reply: ChatReply = result.output
@@ -244,3 +248,8 @@ class ModelAnswerer:
         return Answer(question, "model", reply.answer,
                       {"issues": issues, "signals": list(dict.fromkeys(reply.signals)), "chains": chains, "fixes": fixes},
                       {}, answerer=f"model:{self.model_name}", footer=f"— answered by {self.model_name} from the store's records")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

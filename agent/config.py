@@ -57,6 +57,9 @@ class AnalysisConfig(_Section):
     model: ModelConfig | None = None
     max_redrafts: int = 3
     evidence_window_h: float = 24.0
+    # Alertmanager's group_wait: a new issue waits this long before analysis, so the other
+    # failures of the same incident are in before the analyst picks which one to explain.
+    group_wait_s: float = 30.0
 
 
 class ProbeConfig(_Section):
@@ -77,6 +80,7 @@ class RemedyConfig(_Section):
     mitigations: dict[str, list[str]] = Field(default_factory=dict)
     watch_window_s: float = 300.0
     backup_dir: str | None = None
+    command_timeout_s: float = 120.0
 
 
 class ServerConfig(_Section):

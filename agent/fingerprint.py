@@ -39,7 +39,7 @@ State: `export_state()` returns one JSON-ready dict per cluster
 `Fingerprinter(state=rows)` restores them, so a new process gives the same
 fingerprints and keeps mining alike. `take_changes()` returns only the
 clusters created or changed since its last call (upsert them by
-"fingerprint"); agent/store/fingerprints.py stores them.
+"fingerprint"); triage stores them (agent/store/triage_state.py).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ CARDINALITY = 3
 # ...which share at least this many constant words (short messages such as
 # "connect: connection refused" never generalise a word).
 ANCHORS = 3
+# A shape (source, service, length, first token) holding more than this many
+# clusters has unmasked variables: there, a position that has shown
+# OPEN_VALUES distinct words takes any word (keeps mining linear, as Drain's
+# similarity would).
+CROWDED = 32
+OPEN_VALUES = 8
 # Masked messages remembered per cluster in exported state.
 STATE_KEYS_PER_CLUSTER = 500
 # In-memory caches are dropped (not the clusters) past these sizes.
@@ -71,9 +77,11 @@ _STRUCT = r"\s=,;()\[\]{}\"'<>"  # what separates the chunks of a message
 _DIGIT_CHUNK = re.compile(rf"(?<![^{_STRUCT}])[^{_STRUCT}\d]*+\d[^{_STRUCT}]*+")
 _KEY_PREFIX = re.compile(r"[A-Za-z_]+(?::(?!//)|\.{2,})(?=.)")
 # after masking: a quantity with its unit ("30 s", "18846 bytes (18.4 KB)",
-# "<1 sec") and a date ("Fri Jun 17 07:07:00 2005") are one variable
+# "<1 sec") and a date ("Fri Jun 17 07:07:00 2005") are one variable, and so is
+# the name an id is given in parentheses ("process 4121 (gunicorn)")
 _MASKED_UNITS_DATES = re.compile(
     rf"[<>~]?<\*>\s?{_UNITS}(?:\s+\(<\*>\s?{_UNITS}\))?(?!\w)"
+    r"|(?<=[A-Za-z] <\*> \()[^\s()]+(?=\))"
     r"|\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
     r"|Sep(?:t|tember)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?\s+<\*>"
@@ -99,7 +107,7 @@ def _mask_chunk(m: re.Match) -> str:
 def mask(message: str) -> str:
     """The message with its variable parts replaced by `<*>`."""
     text = _DIGIT_CHUNK.sub(_mask_chunk, message)
-    if "<*> " in text:
+    if WILD in text:
         text = _MASKED_UNITS_DATES.sub(WILD, text)
     if text.count(WILD) > 1:
         text = _WILD_RUN.sub(WILD, text)
@@ -134,16 +142,18 @@ class _Token:
         self.word = self.anchor and not self.caps
 
 
-def _compare(template: Sequence[_Token], toks: Sequence[_Token]) -> tuple[int, int, int, bool]:
+def _compare(template: Sequence[_Token], toks: Sequence[_Token], open_: frozenset[int] | set[int] = frozenset(),
+             ) -> tuple[int, int, int, int]:
     """How tokens fit a template: (exact matches, constant words among them, hard, semi).
 
     hard is -1 when no position needs a new variable, the position when one
-    word differs, -2 when more differ; semi tells whether a word stands where
-    the other side holds a masked value (a variable that happened to have no digit).
+    word differs, -2 when more differ; semi counts the positions where a word
+    stands and the other side holds a masked value (a variable that happened
+    to have no digit there, such as a user or host name).
     """
     exact = anchors = 0
     hard = -1
-    semi = False
+    semi = 0
     for i, (a, b) in enumerate(zip(template, toks)):
         if a.text == b.text:
             exact += 1
@@ -152,8 +162,10 @@ def _compare(template: Sequence[_Token], toks: Sequence[_Token]) -> tuple[int, i
             continue
         elif (a.varlike or b.varlike) and a.letters == b.letters or (a.varlike and b.varlike and (a.path or b.path)):
             continue  # the same words around a variable part, or two paths
-        elif a.varlike != b.varlike and not semi and not (a.caps or b.caps):
-            semi = True
+        elif i in open_:
+            continue
+        elif a.varlike != b.varlike and not (a.caps or b.caps):
+            semi += 1
         elif hard == -1:
             hard = i
         else:
@@ -175,9 +187,9 @@ class _Cluster:
         self.founding = founding
         self.tokens = tokens
         self.props = [_Token(t) for t in tokens]
-        self.root: _Cluster | None = None  # set when linked into an older cluster
+        self.root: _Cluster | None = None  # the cluster whose template came to cover this one
         self.keys: list[str] = []
-        self.group: list[_Cluster] | None = None
+        self.group: _Group | None = None
         self._text: str | None = None
 
     def top(self) -> "_Cluster":
@@ -200,6 +212,25 @@ class _Cluster:
         self._text = None
 
 
+class _Group:
+    """Clusters of one shape: (token count, first token) within a scope."""
+
+    __slots__ = ("clusters", "values", "open")
+
+    def __init__(self, n: int):
+        self.clusters: list[_Cluster] = []
+        self.values: list[set[str]] = [set() for _ in range(n)]  # words founding clusters had, per position
+        self.open: set[int] = set()
+
+    def add(self, c: _Cluster) -> None:
+        self.clusters.append(c)
+        for i, t in enumerate(_Token(x) for x in c.founding.split()):
+            if t.anchor and len(self.values[i]) < OPEN_VALUES:
+                self.values[i].add(t.text)
+        if len(self.clusters) > CROWDED:
+            self.open = {i for i, v in enumerate(self.values) if len(v) >= OPEN_VALUES}
+
+
 class _Scope:
     """Clusters of one (source, service)."""
 
@@ -210,7 +241,7 @@ class _Scope:
         self.service = service
         self.raw: dict[str, _Cluster] = {}
         self.masked: dict[str, _Cluster] = {}
-        self.groups: dict[tuple[int, str], list[_Cluster]] = {}
+        self.groups: dict[tuple[int, str], _Group] = {}
 
 
 class Fingerprinter:
@@ -294,7 +325,7 @@ class Fingerprinter:
             if len(scope.masked) >= MASK_CACHE_MAX:
                 scope.masked.clear()
             scope.masked[masked] = c
-            if len(c.keys) < STATE_KEYS_PER_CLUSTER and masked != c.founding:
+            if len(c.keys) < STATE_KEYS_PER_CLUSTER and masked != c.founding and masked not in c.keys:
                 c.keys.append(masked)
                 self._changed[c.fp] = c
         if len(scope.raw) >= RAW_CACHE_MAX:
@@ -307,14 +338,17 @@ class Fingerprinter:
         toks = [_Token(t) for t in texts]
         first = toks[0] if toks else None
         route = WILD if first is None or first.varlike else first.text
-        group = scope.groups.setdefault((len(toks), route), [])
+        group = scope.groups.get((len(toks), route))
+        if group is None:
+            group = scope.groups[(len(toks), route)] = _Group(len(toks))
+        open_ = group.open
 
         best: _Cluster | None = None
         best_score = (-1, 0)
         near: dict[int, list[_Cluster]] = {}  # position -> clusters differing only there, by a word
-        for c in group:
-            exact, anchors, hard, semi = _compare(c.props, toks)
-            if hard == -1 and (not semi or anchors >= ANCHORS):
+        for c in group.clusters:
+            exact, anchors, hard, semi = _compare(c.props, toks, open_)
+            if hard == -1 and (not semi or anchors >= max(ANCHORS, semi)):
                 score = (exact, -c.seq)
                 if score > best_score:
                     best, best_score = c, score
@@ -356,19 +390,22 @@ class Fingerprinter:
         while a is not None:
             ancestors.add(id(a))
             a = a.root
-        for other in c.group or ():
+        group = c.group
+        if group is None:
+            return
+        for other in group.clusters:
             if other.root is None and id(other) not in ancestors:
-                _, _, hard, semi = _compare(c.props, other.props)
+                _, _, hard, semi = _compare(c.props, other.props, group.open)
                 if hard == -1 and not semi:
                     other.root = c
                     self._changed[other.fp] = other
 
-    def _found(self, scope: _Scope, group: list[_Cluster], masked: str, texts: list[str]) -> _Cluster:
+    def _found(self, scope: _Scope, group: _Group, masked: str, texts: list[str]) -> _Cluster:
         self._seq += 1
         c = _Cluster(fingerprint_of(scope.source, scope.service, masked), self._seq,
                      scope.source, scope.service, masked, texts)
         c.group = group
-        group.append(c)
+        group.add(c)
         self._by_fp[c.fp] = c
         self._changed[c.fp] = c
         return c
@@ -390,25 +427,32 @@ class Fingerprinter:
         }
 
     def _load(self, state: Iterable[dict]) -> None:
-        rows = sorted(state, key=lambda r: int(r["seq"]))
-        for r in rows:
-            if r.get("v", STATE_VERSION) != STATE_VERSION:
-                raise ValueError(f"fingerprint state version {r.get('v')!r} is not {STATE_VERSION}")
-            scope = self._scope(r["source"] or "", r["service"] or "")
-            founding = r["founding"]
-            tokens = r["template"].split()
-            c = _Cluster(r["fingerprint"], int(r["seq"]), scope.source, scope.service, founding, tokens)
-            ftoks = founding.split()
-            route = WILD if not ftoks or _Token(ftoks[0]).varlike else ftoks[0]
-            group = scope.groups.setdefault((len(ftoks), route), [])
-            c.group = group
-            group.append(c)
-            c.keys = list(r.get("keys") or ())
-            self._by_fp[c.fp] = c
-            self._seq = max(self._seq, c.seq)
-            scope.masked[founding] = c
-            for k in c.keys:
-                scope.masked[k] = c
+        try:
+            rows = sorted(state, key=lambda r: int(r["seq"]))
+            for r in rows:
+                self._load_row(r)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"fingerprint state: malformed row ({type(exc).__name__}: {exc})") from None
         for r in rows:
             if r.get("root"):
                 self._by_fp[r["fingerprint"]].root = self._by_fp.get(r["root"])
+
+    def _load_row(self, r: dict) -> None:
+        if r.get("v", STATE_VERSION) != STATE_VERSION:
+            raise ValueError(f"fingerprint state version {r.get('v')!r} is not {STATE_VERSION}")
+        scope = self._scope(r["source"] or "", r["service"] or "")
+        founding = r["founding"]
+        c = _Cluster(r["fingerprint"], int(r["seq"]), scope.source, scope.service, founding, r["template"].split())
+        ftoks = founding.split()
+        route = WILD if not ftoks or _Token(ftoks[0]).varlike else ftoks[0]
+        group = scope.groups.get((len(ftoks), route))
+        if group is None:
+            group = scope.groups[(len(ftoks), route)] = _Group(len(ftoks))
+        c.group = group
+        group.add(c)
+        c.keys = list(r.get("keys") or ())
+        self._by_fp[c.fp] = c
+        self._seq = max(self._seq, c.seq)
+        scope.masked[founding] = c
+        for k in c.keys:
+            scope.masked[k] = c

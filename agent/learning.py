@@ -59,14 +59,14 @@ def precursor_nodes(chain: Chain) -> list[Node]:
 
 
 def _earlier(observe: Observe) -> Observe:
-    """A metric observe moved toward normal, so it matches before the failing level is reached."""
-    if not observe.is_metric or observe.value is None or observe.op not in (">", ">=", "<", "<="):
+    """A metric observe moved toward normal, so it matches before the failing level is reached.
+
+    Only a positive threshold of an ordering comparison moves; `> 0` already fires at the first sign.
+    """
+    if not observe.is_metric or not observe.value or observe.op not in (">", ">=", "<", "<="):
         return observe
-    if observe.op in (">", ">="):
-        value = observe.value * EARLY_FRACTION
-    else:
-        value = observe.value / EARLY_FRACTION if observe.value else observe.value
-    return observe.model_copy(update={"value": round(value, 6), "op": ">=" if observe.op in (">", ">=") else "<="})
+    value = observe.value * EARLY_FRACTION if observe.op in (">", ">=") else observe.value / EARLY_FRACTION
+    return observe.model_copy(update={"value": round(value, 6)})
 
 
 def _first_match(observe: Observe, signals: Sequence[Signal]) -> datetime | None:
@@ -96,7 +96,7 @@ def rules_for_chain(chain: Chain, chain_id: str, issue_id: str | None, signals: 
             "precursor_of": symptom.statement,
             "lead_time_s": lead,
         }
-        tightened = observe != node.observe
+        tightened = observe.value != node.observe.value
         explanation = (
             f"learned from {issue_id or chain_id} (chain {chain_id}): '{node.statement}' preceded "
             f"'{symptom.statement}'"

@@ -47,13 +47,14 @@ class PassReport:
     pending: list[str] = field(default_factory=list)
     learned: list[str] = field(default_factory=list)
     warnings_closed: list[str] = field(default_factory=list)
+    grouped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def busy(self) -> bool:
         """Whether the pass changed anything (the daemon passes again at once while it does)."""
         return bool(self.verdicts or self.analysed or self.planned or self.applied or self.resolved
-                    or self.did_not_hold or self.learned or self.warnings_closed)
+                    or self.did_not_hold or self.learned or self.warnings_closed or self.grouped)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items()}
@@ -133,26 +134,57 @@ def _triage(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: S
 
 def _close_warnings(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: StageHook,
                     cycle_id: str | None) -> None:
-    """A warning issue (a learned precursor fired) closes once its watch window passed, saying whether the symptom followed."""
+    """A warning issue (a learned precursor fired) closes once its precursor has been quiet for the watch
+    window, saying whether the failure it warns of followed."""
     window = timedelta(seconds=cfg.remedy.watch_window_s)
     now = clock.now()
     for issue in issue_store.list_issues(store, status=issue_store.ACTIVE, kind="warning"):
-        if now - issue["opened_at"] < window:
+        seen = [o["ts"] for o in issue_store.occurrences(store, issue["id"])] or [issue["opened_at"]]
+        if now - max(seen) < window:
             continue
-        followed = [i for i in issue_store.list_issues(store, kind="failure")
-                    if i["service"] == issue["service"] and i["opened_at"] >= issue["opened_at"]
-                    and i["opened_at"] <= issue["opened_at"] + window]
-        reason = (f"precursor was followed by {followed[0]['id']}" if followed
-                  else "precursor cleared: no failure followed within the watch window")
+        opened = issue_store.triage_results(store, verdict="new") + issue_store.triage_results(store, verdict="recurrence")
+        followed = [o for o in opened if o["ts"] is not None and issue["opened_at"].replace(tzinfo=None) <= o["ts"] <= now.replace(tzinfo=None)
+                    and o["issue_id"] != issue["id"] and _is_failure_issue(store, o["issue_id"])]
+        reason = (f"the failure followed the precursor: {followed[0]['issue_id']}" if followed
+                  else "precursor cleared: no failure followed it within the watch window")
         issue_store.resolve(store, issue["id"], now, reason=reason, event="warning-closed", cycle_id=cycle_id)
         report.warnings_closed.append(issue["id"])
         hook("warning", issue["id"], {"reason": reason})
 
 
+def _is_failure_issue(store: Store, issue_id: str | None) -> bool:
+    found = issue_store.get_issue(store, issue_id) if issue_id else None
+    return bool(found and found["kind"] == "failure")
+
+
+# Issues whose symptom a person or a client sees are explained first; log lines and metrics of the
+# same incident are usually links of that explanation.
+_SOURCE_RANK = {"health": 0, "heartbeat": 0, "cron": 0, "alert": 0, "metric": 1, "log": 2}
+
+
 def _analyse(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: StageHook) -> None:
     from agent.analysis import analyze_issue
 
-    for issue in issue_store.list_issues(store, status=("open", "analysing"), kind="failure"):
+    now = clock.now()
+    wait = timedelta(seconds=cfg.analysis.group_wait_s)
+    pending = issue_store.list_issues(store, status=("open", "analysing"), kind="failure")
+    # Alertmanager-style group_wait: a service's new issues wait until none has opened for a while,
+    # so the analyst sees the whole incident and explains the user-facing symptom first.
+    quiet_since: dict[str | None, Any] = {}
+    for i in pending:
+        quiet_since[i["service"]] = max(quiet_since.get(i["service"], i["opened_at"]), i["opened_at"])
+    waiting = [i for i in pending if now - quiet_since[i["service"]] >= wait]
+    waiting.sort(key=lambda i: (_SOURCE_RANK.get(i["source"] or "", 3), i["opened_at"], i["num"]))
+    # An issue escalated on its own may turn out to be a link of a chain validated since.
+    for issue in issue_store.list_issues(store, status="needs-human", kind="failure"):
+        parent = _explaining_issue(store, issue)
+        if parent is not None:
+            _group(store, issue, parent, now, report, hook)
+    for issue in waiting:
+        parent = _explaining_issue(store, issue)
+        if parent is not None:
+            _group(store, issue, parent, now, report, hook)
+            continue
         hook("analyse", issue["id"], {"title": issue["title"]})
         result = analyze_issue(store, cfg, issue["id"], clock)
         report.analysed.append(issue["id"])
@@ -161,25 +193,73 @@ def _analyse(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: 
         hook("gate", issue["id"], {"passed": not result.escalated, "result": result})
 
 
+def _explaining_issue(store: Store, issue: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """An active issue whose validated chain has a node observed by this issue's first signal.
+
+    Such an issue is a link of another issue's causal chain (the pool timeouts behind a failing
+    health check): it is grouped under that issue and resolved with it, not analysed on its own.
+    """
+    from agent.gate import observe_matches
+    from agent.store import signals as signal_store
+
+    first = signal_store.query_signals(store, ids=[issue["first_signal"]]) if issue["first_signal"] else []
+    if not first:
+        return None
+    for other in issue_store.list_issues(store, status=("fixing", "verifying")):
+        if other["id"] == issue["id"]:
+            continue
+        chain_row = chain_store.latest_passed_chain(store, other["id"])
+        if chain_row is None:
+            continue
+        for node in chain_row["chain"].nodes:
+            if node.observe is not None and observe_matches(node.observe, first[0]):
+                return other, node.id
+    return None
+
+
+def _group(store: Store, issue: dict[str, Any], parent: tuple[dict[str, Any], str], now: Any,
+           report: PassReport, hook: StageHook) -> None:
+    other, node_id = parent
+    chain_row = chain_store.latest_passed_chain(store, other["id"])
+    issue_store.add_event(store, issue["id"], "verifying", "grouped", now, chain_id=chain_row["id"],
+                          reason=f"a link of {other['id']}'s causal chain (node {node_id}); resolved with it",
+                          attrs={"parent": other["id"], "node": node_id})
+    report.grouped.append(issue["id"])
+    hook("group", issue["id"], {"parent": other["id"], "node": node_id})
+
+
+def _grouped_children(store: Store, parent_id: str) -> list[dict[str, Any]]:
+    children = []
+    for issue in issue_store.list_issues(store, status="verifying"):
+        events = issue_store.events(store, issue["id"])
+        if events and events[-1]["event"] == "grouped" and events[-1]["attrs"].get("parent") == parent_id:
+            children.append(issue)
+    return children
+
+
 def _fix(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: StageHook, apply: bool) -> None:
     from agent.remedy import apply_fix, plan_fix
 
+    from agent.errors import SelfhealError
+
     for issue in issue_store.list_issues(store, status="fixing"):
-        chain = chain_store.latest_passed_chain(store, issue["id"])
-        if chain is None:
+        if chain_store.latest_passed_chain(store, issue["id"]) is None:
             continue
-        existing = [f for f in fix_store.fixes(store, issue_id=issue["id"])
-                    if f["chain_id"] == chain["id"] and f["kind"] == "eliminate"]
-        fix = existing[-1] if existing else None
-        if fix is None:
+        known = {f["id"] for f in fix_store.fixes(store, issue_id=issue["id"])}
+        try:
+            # plan_fix is idempotent: it returns the standing fix, or plans anew when that one was superseded.
             plan = plan_fix(store, cfg, issue["id"], clock)
             fix = fix_store.get_fix(store, plan.fix_id)
-            report.planned.append(fix["id"])
-            hook("plan", issue["id"], {"fix": fix["id"], "plan": fix["plan"]})
-        if apply and fix["status"] == "planned":
-            apply_fix(store, cfg, fix["id"], clock)
-            report.applied.append(fix["id"])
-            hook("apply", issue["id"], {"fix": fix["id"], "action": fix["action"]})
+            if fix["id"] not in known:
+                report.planned.append(fix["id"])
+                hook("plan", issue["id"], {"fix": fix["id"], "plan": fix["plan"]})
+            if apply and fix["status"] in ("planned", "applying"):
+                apply_fix(store, cfg, fix["id"], clock)
+                report.applied.append(fix["id"])
+                hook("apply", issue["id"], {"fix": fix["id"], "action": fix["action"]})
+        except SelfhealError as exc:  # a refused or failed fix moved this issue to needs-human; the others go on
+            report.errors.append(f"fix {issue['id']}: {exc}")
+            hook("error", issue["id"], {"step": "fix", "error": str(exc)})
 
 
 def _verify(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: StageHook,
@@ -191,7 +271,7 @@ def _verify(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: S
         applied = [f for f in fix_store.fixes(store, issue_id=issue["id"])
                    if f["kind"] == "eliminate" and f["status"] == "applied"]
         if not applied:
-            continue
+            continue  # grouped issues have no fix of their own: they resolve with their parent
         fix = applied[-1]
         check = symptom_checks.get(issue["id"]) or symptom_checks.get(issue["fingerprint"])
         result = verify_fix(store, cfg, fix["id"], clock, symptom_check=check, cycle_id=cycle_id)
@@ -203,6 +283,11 @@ def _verify(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: S
             report.did_not_hold.append(issue["id"])
             continue
         report.resolved.append(issue["id"])
+        for child in _grouped_children(store, issue["id"]):
+            issue_store.resolve(store, child["id"], clock.now(), event="resolved-with-parent", cycle_id=cycle_id,
+                                chain_id=fix["chain_id"], fix_id=fix["id"],
+                                reason=f"resolved with {issue['id']}: its chain's fix {fix['id']} was verified")
+            report.resolved.append(child["id"])
         added = learn_from_chain(store, fix["chain_id"], at=clock.now())
         report.learned.extend(added)
         hook("learn", issue["id"], {"rules": added})

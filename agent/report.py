@@ -8,11 +8,13 @@ on its own clock reports the same figures whenever it is read.
 Definitions (the README's "Report" section says the same):
 
 - issues_tracked: every issue ever opened (failures and early warnings).
-- issues_with_formal_rca: issues with at least one chain whose gate result passed all four checks.
+- issues_with_formal_rca: issues with a chain whose gate result passed all four checks: their own, or
+  the chain that explains them as one of its links (an issue grouped into another's chain names it).
 - active_issues: issues whose current status is open, analysing, fixing, verifying or needs-human.
 - A *resolution* is an issue event that moves the issue into status `resolved` from any other status.
-- mttr_hours_latest_cycle: mean over the issues resolved in the latest cycle of (resolved_at -
-  issues.opened_at), resolved_at being the issue's last resolution in that cycle. A resolution belongs
+- mttr_hours_latest_cycle: mean over the failure issues resolved in the latest cycle of (resolved_at -
+  issues.opened_at), resolved_at being the issue's last resolution in that cycle (early-warning issues
+  are closed when their watch window ends, not repaired, so they do not count). A resolution belongs
   to the cycle named by its cycle_id; without one, to the cycle whose [started_at, ended_at] holds its
   time (an unfinished cycle runs to the next cycle's start, the latest one to `now`). null when no
   issue was resolved in it; with no cycles recorded at all, the store's lifetime is the one cycle.
@@ -21,13 +23,16 @@ Definitions (the README's "Report" section says the same):
 - repeat_issues: failure modes (fingerprints) with a genuine occurrence (new/ongoing/recurrence
   verdict, or an occurrence of one of their issues) after a gate-validated resolution of one of their
   issues, or one of whose issues was reopened after such a resolution. Goal: zero.
-- A *recurrence* is an issue event that moves an issue from `resolved` back to an active status.
+- A *recurrence* is the failure coming back after its fix: an issue event that moves an issue from
+  `resolved` back to an active status (a reopening), or a `fix-did-not-hold` event (the applied fix
+  failed verification and the issue went back to analysis).
   recurrences_escalated: recurrences whose re-analysis was escalated by the archive check: a gate
   result of that issue, recorded after the recurrence and before its next one, whose archive check
   says `escalated: true`.
 - A *verified resolution* is a chain archived with outcome `resolved`, or a resolution whose fix was
   verified (fix event `verified`, or passed verification steps and no failed one) and whose chain
-  passed the gate; a chain later archived as `did-not-hold` is not one.
+  passed the gate; it does not count when its chain was later archived as `did-not-hold`, or when the
+  failure mode occurred again after it (a genuine occurrence of the fingerprint, or the issue reopened).
   A *failure class* is (root category, knowledge-base mode) of the chain, or (root category,
   normalised root statement) when the mode is unknown.
   learning_velocity_per_week: distinct failure classes with a verified resolution / the store's
@@ -124,6 +129,8 @@ def mttr_by_cycle(issues: dict[str, dict[str, Any]], resolutions: Sequence[dict[
                   windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     per: dict[str, dict[str, datetime]] = defaultdict(dict)
     for r in resolutions:
+        if issues.get(r["issue_id"], {}).get("kind") == "warning":
+            continue
         cid = cycle_of(r, windows)
         if cid is None:
             continue
@@ -141,6 +148,8 @@ def mttr_by_cycle(issues: dict[str, dict[str, Any]], resolutions: Sequence[dict[
 def lifetime_mttr(issues: dict[str, dict[str, Any]], resolutions: Sequence[dict[str, Any]]) -> tuple[list[str], float | None]:
     last: dict[str, datetime] = {}
     for r in resolutions:
+        if issues.get(r["issue_id"], {}).get("kind") == "warning":
+            continue
         last[r["issue_id"]] = max(last.get(r["issue_id"], r["ts"]), r["ts"])
     hours = [max(0.0, _hours(ts - issues[iid]["opened_at"])) for iid, ts in sorted(last.items()) if iid in issues]
     return sorted(last), _mean(hours)
@@ -183,7 +192,15 @@ def repeat_failure_modes(store: Store, issues: dict[str, dict[str, Any]], valida
     return out
 
 
+def fix_did_not_hold(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events sending an issue back to analysis because its applied fix failed verification (remedy/verify.py)."""
+    return [e for e in events if e["event"] == "fix-did-not-hold" and e["status"] in ACTIVE]
+
+
 def recurrence_escalations(recurrences: Sequence[dict[str, Any]], gates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each failure-came-back event (a reopening, or a fix that did not hold) and whether its re-analysis was
+    escalated by the archive check: a gate result of the issue after it (and before its next one) with
+    checks.archive.escalated true."""
     by_issue: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in sorted(recurrences, key=lambda e: e["seq"]):
         by_issue[e["issue_id"]].append(e)
@@ -195,6 +212,8 @@ def recurrence_escalations(recurrences: Sequence[dict[str, Any]], gates: Sequenc
                       and (upper is None or g["seq"] < upper)]
             esc = [g for g in window if archive_escalated(g)]
             out.append({"issue": iid, "ts": rec["ts"], "signal": rec.get("signal_id"), "event": rec["event"],
+                        "kind": "fix-did-not-hold" if rec["event"] == "fix-did-not-hold" else "reopened",
+                        "fix": rec.get("fix_id"), "reason": rec.get("reason"),
                         "reanalysed": bool(window), "escalated": bool(esc),
                         "matched": ((esc[0]["checks"].get("archive") or {}).get("matched") if esc else None),
                         "chains": [g["chain_id"] for g in window]})
@@ -210,7 +229,8 @@ def failure_class(chain: dict[str, Any]) -> tuple[str, str]:
     return category, (chain.get("mode") or _norm(chain.get("root_statement")))
 
 
-def eliminated_classes(resolutions: Sequence[dict[str, Any]], chains: dict[str, dict[str, Any]],
+def eliminated_classes(store: Store, issues: dict[str, dict[str, Any]], resolutions: Sequence[dict[str, Any]],
+                       recurrences: Sequence[dict[str, Any]], chains: dict[str, dict[str, Any]],
                        archive: Sequence[dict[str, Any]], fixes: dict[str, dict[str, Any]],
                        fix_events: Sequence[dict[str, Any]], verifications: Sequence[dict[str, Any]],
                        gates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -237,9 +257,12 @@ def eliminated_classes(resolutions: Sequence[dict[str, Any]], chains: dict[str, 
         if chain_id and chain_id in passed_chains and fix_verified(r.get("fix_id")):
             ts, _ = found.get(chain_id, (r["ts"], None))
             found[chain_id] = (min(ts, r["ts"]), r["issue_id"])
+    # A resolution whose failure mode came back did not eliminate anything, whether or not anyone archived
+    # its chain as did-not-hold: a later genuine occurrence of the fingerprint, or a reopening of the issue.
+    held = {cid for cid, came_back in zip(found, _came_back(store, issues, found, recurrences)) if not came_back}
     classes: dict[tuple[str, str], dict[str, Any]] = {}
     for chain_id, (ts, issue_id) in found.items():
-        if chain_id in did_not_hold or chain_id not in chains:
+        if chain_id in did_not_hold or chain_id not in held or chain_id not in chains:
             continue
         chain = chains[chain_id]
         key = failure_class(chain)
@@ -249,6 +272,21 @@ def eliminated_classes(resolutions: Sequence[dict[str, Any]], chains: dict[str, 
                             "root": chain.get("root_statement"), "chain": chain_id,
                             "issue": issue_id or chain.get("issue_id"), "eliminated_at": ts}
     return sorted(classes.values(), key=lambda c: (c["eliminated_at"], c["class"]))
+
+
+def _came_back(store: Store, issues: dict[str, dict[str, Any]], found: dict[str, tuple[datetime, str | None]],
+               recurrences: Sequence[dict[str, Any]]) -> list[bool]:
+    keys = list(found)
+    fps = [issues.get(found[c][1] or "", {}).get("fingerprint") for c in keys]
+    probes = [(fp, found[c][0]) for c, fp in zip(keys, fps) if fp]
+    after = iter(q.first_genuine_after(store, probes))
+    out = []
+    for c, fp in zip(keys, fps):
+        ts, iid = found[c]
+        occurred = next(after) is not None if fp else False
+        reopened = any(r["issue_id"] == iid and r["ts"] > ts for r in recurrences)
+        out.append(occurred or reopened)
+    return out
 
 
 def lead_times(store: Store, rules: Sequence[dict[str, Any]], firings: Sequence[dict[str, Any]],
@@ -376,22 +414,30 @@ def issue_series(events: Sequence[dict[str, Any]], resolutions: Sequence[dict[st
 
 
 def _issue_summaries(issues: Sequence[dict[str, Any]], chains: Sequence[dict[str, Any]], gates: Sequence[dict[str, Any]],
-                     fixes: Sequence[dict[str, Any]], recurrences: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+                     fixes: Sequence[dict[str, Any]], recurrences: Sequence[dict[str, Any]],
+                     events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     gate_by_chain: dict[str, dict[str, Any]] = {}
     for g in gates:
         gate_by_chain[g["chain_id"]] = g
+    by_id = {c["id"]: c for c in chains}
+    referenced: dict[str, str] = {}
+    for e in events:  # an issue explained by another issue's chain (grouped as one of its links) names it
+        if e.get("chain_id") in by_id:
+            referenced[e["issue_id"]] = e["chain_id"]
     out = []
     for i in issues:
         mine = [c for c in chains if c["issue_id"] == i["id"]]
         passed = [c for c in mine if c["id"] in gate_by_chain and gate_all_passed(gate_by_chain[c["id"]])]
-        shown = (passed or mine or [None])[-1]
-        fix = next((f for f in reversed(fixes) if f["issue_id"] == i["id"] and (shown is None or f["chain_id"] == shown["id"])),
-                   None)
+        shown = (passed or mine or [by_id.get(referenced.get(i["id"], ""))])[-1]
+        fix = None
+        if shown is not None:
+            fix = next((f for f in reversed(fixes) if f["chain_id"] == shown["id"]), None)
         out.append({"id": i["id"], "title": i["title"], "kind": i["kind"], "status": i["status"],
                     "service": i["service"], "source": i["source"], "opened_at": i["opened_at"],
                     "resolved_at": i["resolved_at"], "occurrences": i["occurrences"],
                     "recurrences": sum(1 for r in recurrences if r["issue_id"] == i["id"]),
                     "chains": [c["id"] for c in mine], "chain": shown["id"] if shown else None,
+                    "chain_issue": shown["issue_id"] if shown else None,
                     "gate_passed": (gate_all_passed(gate_by_chain[shown["id"]]) if shown and shown["id"] in gate_by_chain
                                     else None),
                     "root": shown["root_statement"] if shown else None,
@@ -432,14 +478,17 @@ def compute_report(store: Store, now: datetime | None = None) -> dict[str, Any]:
 
     validated = validated_resolutions(resolutions, gates)
     repeats = repeat_failure_modes(store, issues, validated, recurrences)
-    recs = recurrence_escalations(recurrences, gates)
-    classes = eliminated_classes(resolutions, chains, archive, fixes, fix_events, verifications, gates)
+    recs = recurrence_escalations(list(recurrences) + fix_did_not_hold(events), gates)
+    classes = eliminated_classes(store, issues, resolutions, recurrences, chains, archive, fixes, fix_events,
+                                 verifications, gates)
     if start is not None and end is not None:
         days = max((end - start).total_seconds() / 86400.0, 1.0)
     else:
         days = 1.0
     weeks = days / 7.0
-    formal = sorted({g["issue_id"] for g in gates if g["issue_id"] and gate_all_passed(g)})
+    passed_chains = {g["chain_id"] for g in gates if gate_all_passed(g)}
+    formal = sorted({g["issue_id"] for g in gates if g["issue_id"] and gate_all_passed(g)}
+                    | {e["issue_id"] for e in events if e.get("chain_id") in passed_chains})
 
     unit = bucket_unit(start, end)
     slots = buckets(start, end, unit) if start and end else []
@@ -485,7 +534,7 @@ def compute_report(store: Store, now: datetime | None = None) -> dict[str, Any]:
                         for t in slots],
             "classes_eliminated": series_classes,
         },
-        "issues": _issue_summaries(issue_list, chain_list, gates, fix_list, recurrences),
+        "issues": _issue_summaries(issue_list, chain_list, gates, fix_list, recurrences, events),
     }
 
 

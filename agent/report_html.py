@@ -232,7 +232,7 @@ def _issue_details(store: Store, summaries: Sequence[dict[str, Any]]) -> list[di
         archive[a["chain_id"]].append(a["outcome"])
     out = []
     for s in summaries:
-        if not s["chain"]:
+        if not s["chain"] or s["chain_issue"] != s["id"]:  # no chain, or another issue's chain: linked, not redrawn
             continue
         c = chains[s["chain"]]
         g = gates.get(c["id"])
@@ -251,7 +251,9 @@ def _issue_details(store: Store, summaries: Sequence[dict[str, Any]]) -> list[di
     return out
 
 
-def render_html(store: Store, report: dict[str, Any] | None = None, now: datetime | None = None) -> str:
+def render_html(store: Store, report: dict[str, Any] | None = None, now: datetime | None = None,
+                max_issues: int = 500) -> str:
+    """The report as one self-contained HTML page; the issue table and chain graphs show the latest `max_issues`."""
     import json
 
     from jinja2 import Environment, PackageLoader, select_autoescape
@@ -280,5 +282,6 @@ def render_html(store: Store, report: dict[str, Any] | None = None, now: datetim
     env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.0f}%"
     env.filters["tojson_compact"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
     template = env.get_template("report.html.j2")
-    return template.render(r=report, charts=charts, details=_issue_details(store, report["issues"]),
-                           checks=CHECKS)
+    shown = report["issues"][-max_issues:] if max_issues else report["issues"]
+    return template.render(r=report, charts=charts, issues=shown, hidden=len(report["issues"]) - len(shown),
+                           details=_issue_details(store, shown), checks=CHECKS)

@@ -353,3 +353,30 @@ def test_index_finds_exactly_what_a_full_scan_finds():
         assert got == want
         found_any += bool(want)
     assert found_any > 10  # the comparison exercised real matches, not only empty answers
+
+
+def test_identifiers_in_statements_are_single_words_but_action_parts_are_words():
+    case, _ = load_case(DATA / "pass-base.json")
+    chain = case.chain.model_copy(deep=True)
+    chain.root_node.statement = "request_timeout_s is 0 in backup.conf, so old dumps are never deleted"
+    assert judge(chain, case.signals).checks.completeness.passed
+    chain.fix.action = "reduce_backup_size"
+    reason = judge(chain, case.signals).checks.counterfactual.reason
+    assert "fix action hedges: 'reduce'" in reason
+
+
+@pytest.mark.parametrize("path", [p for p in CASES if p.stem.startswith("archive-")], ids=lambda p: p.stem)
+def test_archive_verdict_ignores_archive_order(path):
+    case, data = load_case(path)
+    first = run(case).model_dump(exclude={"elapsed_ms"})
+    # Add unrelated chains around the similar one and shuffle: the verdict and the match stay the same.
+    noise = [ArchiveEntry.model_validate({"chain": _chain(f"x{i}", ["other symptom", f"cause {i}", "root"],
+                                                           service="elsewhere")}) for i in range(20)]
+    entries = list(case.archive) + noise
+    for seed in range(3):
+        random.Random(seed).shuffle(entries)
+        again = judge(case.chain, list(reversed(case.signals)), entries).model_dump(exclude={"elapsed_ms"})
+        assert again["checks"]["archive"]["passed"] == first["checks"]["archive"]["passed"]
+        assert again["checks"]["archive"]["matched"] == first["checks"]["archive"]["matched"]
+        assert again["checks"]["archive"]["reason"] == first["checks"]["archive"]["reason"]
+        assert again["checks"]["archive"]["escalated"] is True

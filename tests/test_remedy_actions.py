@@ -212,8 +212,10 @@ def test_add_logrotate_writes_a_rule_under_the_roots(env):
     assert any(observe_matches(post, s) for s in action.probe(params, ctx))
     action.rollback(backup, ctx)
     assert not (tmp / "etc" / "logrotate.d").exists()
-    with pytest.raises(RefusedError, match="log path.*outside the remedy roots"):
-        action.plan({"name": "sys", "paths": ["/var/log/syslog"]}, ctx)
+    with pytest.raises(RefusedError, match="logrotate rule '/etc/logrotate.d/sys'.*outside the remedy roots"):
+        action.plan({"name": "sys", "dir": "/etc/logrotate.d", "paths": ["/var/log/syslog"]}, ctx)
+    with pytest.raises(RefusedError, match="absolute paths without spaces"):
+        action.plan({"name": "sys", "paths": ["/var/log/a b.log"]}, ctx)
     with pytest.raises(RefusedError, match="param 'name'"):
         action.plan({"name": "../x", "paths": [str(tmp / "etc" / "a.log")]}, ctx)
 
@@ -297,3 +299,73 @@ def test_a_file_changed_after_the_plan_is_not_overwritten(env):
     with pytest.raises(RefusedError, match="changed since the plan"):
         action.apply(plan, ctx)
     assert sha(target) == before
+
+
+def _kb_cases():
+    import yaml
+
+    return yaml.safe_load((DATA / "kb-fixes.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", _kb_cases(), ids=lambda c: c["name"])
+def test_knowledge_base_fix_shapes_plan_apply_and_meet_their_postcondition(tmp_path, case):
+    """The params and postconditions the knowledge base emits work with the catalog and its probes."""
+    import re
+
+    from agent.gate import observe_matches
+    from agent.models import Observe
+
+    cfg = write_config(tmp_path)
+    root = tmp_path / "etc"
+    for rel, text in case["setup"].items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    fix = case["fix"]
+    post = Observe.model_validate({**fix["postcondition"],
+                                   "match": fix["postcondition"]["match"].replace("{root}", re.escape(str(root)))})
+    action = get_action(fix["action"])
+    ctx = ctx_for(cfg, tmp_path)
+    assert not any(observe_matches(post, s) for s in action.probe(fix["params"], ctx))
+    backup = action.apply(action.plan(fix["params"], ctx), ctx)
+    for rel, text in case.get("expect", {}).items():
+        assert (root / rel).read_text() == text
+    assert any(observe_matches(post, s) for s in action.probe(fix["params"], ctx)), \
+        [s.message for s in action.probe(fix["params"], ctx)]
+    action.rollback(backup, ctx)
+    for rel, text in case["setup"].items():
+        assert (root / rel).read_text() == text
+
+
+def test_run_command_accepts_name_for_command(env):
+    cfg, tmp = env
+    plan = get_action("run_command").plan({"name": "record", "args": ["x"]}, ctx_for(cfg, tmp))
+    assert plan.commands == [RECORDER + [str(tmp / "argv.jsonl"), "x"]]
+    with pytest.raises(RefusedError, match="missing the command"):
+        get_action("run_command").plan({"args": ["x"]}, ctx_for(cfg, tmp))
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_plan_is_refused(env):
+    cfg, tmp = env
+    (tmp / "etc" / "app").mkdir()
+    (tmp / "etc" / "app" / "a.ini").write_text("x = 1\n")
+    outside = tmp / "outside"
+    outside.mkdir()
+    (outside / "a.ini").write_text("x = 1\n")
+    action = get_action("set_config")
+    ctx = ctx_for(cfg, tmp)
+    plan = action.plan({"file": "app/a.ini", "key": "x", "value": "2"}, ctx)
+    shutil.rmtree(tmp / "etc" / "app")
+    os.symlink(outside, tmp / "etc" / "app")
+    with pytest.raises(RefusedError, match="no longer resolves"):
+        action.apply(plan, ctx)
+    assert (outside / "a.ini").read_text() == "x = 1\n"
+
+
+def test_a_plan_with_nothing_to_change_says_so(env):
+    cfg, tmp = env
+    action = get_action("set_config")
+    ctx = ctx_for(cfg, tmp)
+    plan = action.plan({"file": "checkout.ini", "key": "image_cache_ttl_s", "value": "3600"}, ctx)
+    assert plan.noop and plan.diff() == "" and "nothing to change: already in place" in plan.render()
+    backup = action.apply(plan, ctx)
+    assert backup.files == [] and not ctx.backup_dir.exists()

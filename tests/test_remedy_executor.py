@@ -18,7 +18,7 @@ from agent.remedy.base import ApplyError, RefusedError
 from agent.store import Store
 from agent.store import fixes as fix_store
 from agent.store import issues as issue_store
-from test_remedy_support import DATA, RECORDER, SET_CACHE, T0, recorded_argv, seed_issue, write_config
+from test_remedy_support import DATA, RECORDER, T0, recorded_argv, seed_issue, write_config
 
 
 @pytest.fixture
@@ -160,7 +160,11 @@ def test_apply_refuses_when_the_target_changed_since_the_plan(world):
     with pytest.raises(RefusedError, match="no longer what was planned"):
         apply_fix(store, cfg, fix_id, clock)
     assert target.read_bytes() == edited
-    assert fix_store.get_fix(store, fix_id)["status"] == "planned"
+    assert fix_store.get_fix(store, fix_id)["status"] == "superseded"
+    fresh = plan_fix(store, cfg, issue_id, clock)
+    assert fresh.fix_id != fix_id and "image_cache_ttl_s = 10" in fresh.text
+    apply_fix(store, cfg, fresh.fix_id, clock)
+    assert "image_cache_max_items = 500" in target.read_text()
 
 
 def test_a_failed_apply_restores_the_file_and_needs_a_human(world):

@@ -100,7 +100,7 @@ def test_a_postcondition_that_does_not_hold_rolls_back_and_reopens(world):
     last = issue_store.events(store, issue_id)[-1]
     assert last["event"] == "fix-did-not-hold" and last["fix_id"] == fix_id
     assert last["attrs"]["failed_steps"][0]["step"] == "postcondition"
-    assert last["attrs"]["probe"] == ["checkout.ini: image_cache_max_items = 500"]
+    assert last["attrs"]["probe"][0] == "checkout.ini: image_cache_max_items = 500"
     assert ("postcondition", False) in steps(store, fix_id)
     with pytest.raises(RefusedError, match="did not hold"):
         plan_fix(store, cfg, issue_id, clock)
@@ -240,3 +240,43 @@ def test_end_to_end_a_real_health_check_passes_after_the_fix(world):
     finally:
         server.shutdown()
         server.server_close()
+
+
+RENEW = {"action": "run_command", "params": {"name": "renew", "args": ["shop.pem"]},
+         "postcondition": {"source": "probe", "match": r"shop\.pem: certificate .*expires in \d+ days?"}}
+
+
+@pytest.fixture
+def command_world(tmp_path):
+    from test_remedy_support import RECORDER
+
+    cfg = write_config(tmp_path, {"watch_window_s": WINDOW, "commands": {"renew": RECORDER + [str(tmp_path / "r")]}})
+    store = Store.open(cfg.store_path)
+    yield cfg, store, tmp_path, FakeClock(T0 + timedelta(minutes=5))
+    store.close()
+
+
+def test_a_command_fix_waits_for_a_probe_reading_of_its_postcondition(command_world):
+    cfg, store, tmp, clock = command_world
+    issue_id, _, fix_id = applied(command_world, RENEW)
+    assert (tmp / "r").read_text().strip() == '["shop.pem"]'
+    clock.sleep(30)
+    result = verify_fix(store, cfg, fix_id, clock)
+    assert result.status == "pending" and result.steps[0].passed is None
+    insert_signals(store, [Signal(ts=clock.now(), source="probe", service="checkout-api",
+                                  message="shop.pem: certificate CN=shop notAfter=2027-02-28T00:00:00Z, expires in 90 days")])
+    clock.sleep(WINDOW)
+    result = verify_fix(store, cfg, fix_id, clock)
+    assert result.status == "verified", result.detail
+    assert issue_store.get_issue(store, issue_id)["status"] == "resolved"
+
+
+def test_a_command_fix_without_a_reading_fails_when_the_window_ends(command_world):
+    cfg, store, tmp, clock = command_world
+    issue_id, _, fix_id = applied(command_world, RENEW)
+    clock.sleep(WINDOW + 1)
+    result = verify_fix(store, cfg, fix_id, clock)
+    assert result.status == "failed" and "no probe reading matches" in result.steps[0].detail
+    assert result.evidence["rollback"] == ["not reversible: " + " ".join(
+        fix_store.latest_backup(store, fix_id)["commands"][0]["argv"]) + " ran"]
+    assert issue_store.get_issue(store, issue_id)["status"] == "open"

@@ -221,14 +221,6 @@ def _offline(deps: Deps) -> Any:
 # --------------------------------------------------------------------------- the model
 
 
-def _transient(exc: BaseException) -> bool:
-    from pydantic_ai.exceptions import ModelHTTPError
-
-    if isinstance(exc, ModelHTTPError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    return False
-
-
 def make_model(mc: "ModelConfig") -> Any:
     """An OpenAI-compatible chat model whose HTTP transport retries 429/5xx/timeouts with backoff (tenacity)."""
     import httpx2
@@ -270,19 +262,17 @@ def make_model(mc: "ModelConfig") -> Any:
     return OpenAIChatModel(mc.model, provider=OpenAIProvider(openai_client=client))
 
 
-def _unavailable(exc: BaseException, mc: "ModelConfig") -> ModelUnavailable:
-    from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError
-
-    where = mc.base_url or "api.openai.com"
-    if isinstance(exc, ModelHTTPError):
-        code = exc.status_code
-        what = {401: "the API key was rejected", 403: "the API key is not allowed to use this model",
-                404: f"model {mc.model!r} or the endpoint path was not found"}.get(code, f"HTTP {code}")
+def _unavailable(exc: BaseException, mc: "ModelConfig | None") -> ModelUnavailable:
+    """One line saying why the model cannot be used."""
+    where = (mc.base_url if mc is not None else None) or "api.openai.com"
+    name = mc.model if mc is not None else "the model"
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, int):
+        what = {401: "the API key was rejected (HTTP 401)", 403: f"the API key may not use {name} (HTTP 403)",
+                404: f"model {name!r} or the endpoint path was not found (HTTP 404)"}.get(code, f"HTTP {code}")
         return ModelUnavailable(f"model endpoint {where}: {what}")
-    if isinstance(exc, ModelAPIError):
-        return ModelUnavailable(f"model endpoint {where} unreachable: {exc.message if hasattr(exc, 'message') else exc}")
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return ModelUnavailable(f"model endpoint {where} unreachable: {text}")
+    text = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return ModelUnavailable(f"model endpoint {where} unreachable: {text[:300]}")
 
 
 # --------------------------------------------------------------------------- one analysis
@@ -296,12 +286,16 @@ def run_agent(deps: Deps, model: Any, prompt: str) -> Chain:
     agent = build_agent(model, deps.gate.settings, output_retries=deps.max_attempts)
     try:
         result = agent.run_sync(prompt, deps=deps)
-    except UnexpectedModelBehavior:
-        if deps.attempts:
+    except UnexpectedModelBehavior as exc:
+        if deps.attempts:  # the model stopped answering in shape after some drafts: judge the last one
             return deps.attempts[-1][0]
-        raise
+        raise _unavailable(exc, deps.cfg.analysis.model) from None
     except (ModelAPIError, httpx2.HTTPError, OSError) as exc:
-        raise _unavailable(exc, deps.cfg.analysis.model) from None  # type: ignore[arg-type]
+        raise _unavailable(exc, deps.cfg.analysis.model) from None
+    except SelfhealError:
+        raise
+    except Exception as exc:  # anything else from the model side: the offline analyst still gets the issue analysed
+        raise _unavailable(exc, deps.cfg.analysis.model) from None
     return result.output
 
 

@@ -20,13 +20,13 @@ it names (`Draft.evidence`).
 from __future__ import annotations
 
 import re
-import statistics
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 
 from agent.analysis.knowledge import EdgeSpec, Mode, NodeSpec, ObserveSpec, SymptomSpec, fill, variables
-from agent.analysis.patterns import concretise, message_regex
+from agent.analysis.patterns import concretise, message_regex, required_literals
 from agent.models import FAILURE_LEVELS, ArchiveEntry, Chain, GateResult, Signal
 
 ProbeFn = Callable[[dict[str, Any]], list[Signal]]
@@ -61,6 +61,9 @@ class Context:
 
     def __post_init__(self) -> None:
         self._by_source: dict[str, list[Signal]] = {}
+        self._scoped: dict[tuple[str, str], tuple[list[Signal], list[datetime]]] = {}
+        self._hits: dict[tuple[str, str, str], tuple[list[Signal], list[datetime]]] = {}
+        self._joined: dict[tuple[str, str], tuple[str, list[int]]] = {}
         self._ids: set[str] = set()
         self.probed: dict[str, list[Signal]] = {}
         self.add(self.signals, initial=True)
@@ -72,15 +75,72 @@ class Context:
             self._by_source.setdefault(s.source, []).append(s)
         if not initial:
             self.signals.extend(fresh)
-        for lst in self._by_source.values():
-            lst.sort(key=lambda s: (s.ts, s.id or ""))
+        for src in {s.source for s in fresh}:
+            self._by_source[src].sort(key=lambda s: (s.ts, s.id or ""))
+            for scope in ("service", "host", "any"):
+                self._scoped.pop((src, scope), None)
+            for key in [k for k in self._hits if k[0] == src]:
+                del self._hits[key]
+            for key in [k for k in self._joined if k[0] == src]:
+                del self._joined[key]
 
     def of_source(self, source: str) -> list[Signal]:
         return self._by_source.get(source, [])
 
+    def between(self, source: str, lo: datetime | None, hi: datetime | None, scope: str = "any") -> list[Signal]:
+        """Signals of one source within a scope with lo <= ts <= hi (either bound open), in time order."""
+        key = (source, scope)
+        if key not in self._scoped:
+            lst = [s for s in self._by_source.get(source, []) if self.in_scope(s, scope)]
+            self._scoped[key] = (lst, [s.ts for s in lst])
+        lst, times = self._scoped[key]
+        i = bisect_left(times, lo) if lo is not None else 0
+        j = bisect_right(times, hi) if hi is not None else len(lst)
+        return lst[i:j]
+
     @property
     def service(self) -> str | None:
         return self.symptom.service
+
+    def matching(self, source: str, scope: str, pat: re.Pattern[str]) -> tuple[list[Signal], list[datetime]]:
+        """Signals of a source and scope whose message the regex matches, in time order: one scan per regex for the
+        whole analysis, however many paths and modes revisit the node."""
+        key = (source, scope, pat.pattern)
+        hit = self._hits.get(key)
+        if hit is None:
+            self.between(source, None, None, scope)
+            lst, _times = self._scoped[(source, scope)]
+            search = pat.search
+            needles = required_literals(pat.pattern)
+            if needles is None:
+                found = [s for s in lst if search(s.message)]
+            else:
+                found = [lst[i] for i in self._candidates(source, scope, needles) if search(lst[i].message)]
+            hit = self._hits[key] = (found, [s.ts for s in found])
+        return hit
+
+    def _candidates(self, source: str, scope: str, needles: tuple[str, ...]) -> list[int]:
+        """Indexes of the scoped signals whose lowercased message contains one of the needles: str.find over
+        one joined text instead of a regex per message."""
+        key = (source, scope)
+        joined = self._joined.get(key)
+        if joined is None:
+            texts = [s.message.lower() for s in self._scoped[key][0]]
+            starts, pos = [], 0
+            for t in texts:
+                starts.append(pos)
+                pos += len(t) + 1
+            joined = self._joined[key] = ("\x00".join(texts), starts)
+        text, starts = joined
+        found: set[int] = set()
+        for needle in needles:
+            at = text.find(needle)
+            while at != -1:
+                line = bisect_right(starts, at) - 1
+                found.add(line)
+                nxt = starts[line + 1] if line + 1 < len(starts) else len(text)
+                at = text.find(needle, nxt)
+        return sorted(found)
 
     def in_scope(self, s: Signal, scope: str) -> bool:
         if scope == "any" or s.service is None or self.service is None or s.service == self.service:
@@ -202,7 +262,9 @@ def _matches(observe: dict[str, Any], s: Signal) -> bool:
 
 
 def episode_starts(ctx: Context, observe: dict[str, Any]) -> list[datetime]:
-    hits = [s for s in ctx.of_source(observe["source"]) if s.level in FAILURE_LEVELS and _matches(observe, s)]
+    scope = "service" if observe.get("service") else "any"
+    hits = [s for s in ctx.between(observe["source"], None, None, scope)
+            if s.level in FAILURE_LEVELS and _matches(observe, s)]
     starts: list[datetime] = []
     last: datetime | None = None
     for s in hits:
@@ -254,20 +316,17 @@ def support_regex(ctx: Context, node: NodeSpec, o: ObserveSpec, known: dict[str,
         pat = re.compile(regex)
     except re.error:
         return []
-    pool = ctx.of_source(o.source)
+    hits, times = ctx.matching(o.source, node.scope, pat)
     if o.source == "probe":
-        floor = _probe_floor(ctx, node)
-        ordered = [s for s in reversed(pool) if s.ts >= floor]
+        ordered = hits[bisect_left(times, _probe_floor(ctx, node)):][::-1]
         t_of = lambda s: t_effect  # noqa: E731 - states have no time of their own
     else:
         lo, hi = _event_range(ctx, node, t_effect)
-        ordered = [s for s in reversed(pool) if lo <= s.ts <= hi]
+        ordered = hits[bisect_left(times, lo):bisect_right(times, hi)][::-1]
         t_of = lambda s: s.ts  # noqa: E731
     found: list[Support] = []
     seen: set[tuple] = set()
     for s in ordered:
-        if not ctx.in_scope(s, node.scope):
-            continue
         m = pat.search(s.message)
         if m is None:
             continue
@@ -302,13 +361,16 @@ def support_metric(ctx: Context, node: NodeSpec, o: ObserveSpec, known: dict[str
         return None
     lo, hi = _event_range(ctx, node, t_effect)
     by_name: dict[str, list[Signal]] = {}
-    for s in ctx.of_source("metric"):
+    names: dict[str, bool] = {}
+    for s in ctx.between("metric", None, None, node.scope):
         name = s.attrs.get("metric") if s.attrs else None
-        if s.value is None or not isinstance(name, str) or not name_re.fullmatch(name):
+        if s.value is None or not isinstance(name, str):
             continue
-        if not ctx.in_scope(s, node.scope):
-            continue
-        by_name.setdefault(name, []).append(s)
+        ok = names.get(name)
+        if ok is None:
+            ok = names[name] = name_re.fullmatch(name) is not None
+        if ok:
+            by_name.setdefault(name, []).append(s)
     up = o.op in (">", ">=")
     for name, series in sorted(by_name.items(), key=lambda kv: -len(kv[1])):
         window = [s for s in series if lo <= s.ts <= hi]
@@ -345,14 +407,15 @@ def support_metric(ctx: Context, node: NodeSpec, o: ObserveSpec, known: dict[str
 
 
 def _deviates(window: list[Signal], values: list[float], extreme: float, op: str) -> bool:
-    """A metric is evidence only when the sensor flagged it or the series moved away from its usual level."""
+    """A metric is evidence only when the sensor flagged it or the series moved (README: metric alternatives)."""
     if any(s.level in ("WARNING", "ERROR", "CRITICAL") for s in window) or len(values) < 3:
         return True
-    usual = statistics.median(values)
     if op in (">", ">="):
-        return extreme >= usual * 1.25 if usual > 0 else extreme > usual
+        low = min(values)
+        return extreme >= low * 1.2 if low > 0 else extreme > low
     if op in ("<", "<="):
-        return extreme <= usual * 0.8 if usual > 0 else extreme < usual
+        high = max(values)
+        return extreme <= high * 0.8 if high > 0 else extreme < high
     return True
 
 
@@ -492,9 +555,7 @@ def resolve_vars(ctx: Context, mode: Mode, known: dict[str, str]) -> dict[str, s
         wanted = set(pat.groupindex) - set(out)
         if not wanted:
             continue
-        for s in reversed(ctx.of_source(fact.source)):
-            if not ctx.in_scope(s, "host"):
-                continue
+        for s in reversed(ctx.matching(fact.source, "host", pat)[0]):
             m = pat.search(s.message)
             if m:
                 for k, v in m.groupdict().items():
@@ -635,6 +696,8 @@ def analyse(ctx: Context, modes: Sequence[Mode], judge: JudgeFn) -> Outcome:
         ctx.recurrence_since = max(stamps) if stamps else None
 
     found = candidates(modes, ctx.symptom)
+    if ctx.probe is not None:
+        prime_probes(ctx, found)
     missing: list[str] = []
     drafts: list[Draft] = []
     for mode, entry, groups in found:
@@ -683,6 +746,25 @@ def analyse(ctx: Context, modes: Sequence[Mode], judge: JudgeFn) -> Outcome:
     reason = _reason(ctx, found, passed, best, missing, notes)
     return Outcome(passed=passed, best=best, drafts=ordered, candidates=[(m, e) for m, e, _ in found],
                    missing=missing, notes=notes, reason=reason)
+
+
+def prime_probes(ctx: Context, found: list[tuple[Mode, SymptomSpec, dict[str, str]]]) -> None:
+    """Run every probe of the candidate modes that the symptom alone can fill (config files of the service,
+    default crontab users, hosts named in the logs): the state facts are recorded even when the walk cannot use
+    them, so an escalation shows what was looked at. Probes needing variables from deeper evidence run later,
+    when the walk reaches their node."""
+    done: set[str] = set()
+    for mode, _entry, groups in found:
+        if mode.id in done:
+            continue
+        done.add(mode.id)
+        known = resolve_vars(ctx, mode, _base_vars(ctx, groups))
+        for node in mode.nodes.values():
+            if node.recurrence and not ctx.recurrence:
+                continue
+            for spec in node.probes:
+                for filled in _fill_probe(spec, known, ctx):
+                    ctx.run_probe(filled)
 
 
 def _checks_passed(gate: GateResult | None) -> int:

@@ -130,3 +130,57 @@ def concretise(regex: str, values: dict[str, str], text: str) -> str:
         return candidate if re.search(candidate, text) else regex
     except re.error:
         return regex
+
+
+def required_literals(regex: str) -> tuple[str, ...] | None:
+    """Lowercase substrings one of which every match must contain (compare with the lowercased message), or None
+    when the regex has no such literal of 3+ characters. A cheap substring search before the regex skips most
+    messages; lowercasing only ever admits more candidates, so the prefilter never loses a match."""
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - Python < 3.11
+        import sre_parse  # type: ignore[no-redef]
+    try:
+        parsed = sre_parse.parse(regex)
+    except Exception:
+        return None
+    items = list(parsed)
+    # A whole-pattern group (?:A|B) is the same as A|B.
+    while len(items) == 1 and items[0][0] is sre_parse.SUBPATTERN:
+        items = list(items[0][1][-1])
+    if len(items) == 1 and items[0][0] is sre_parse.BRANCH:
+        out = []
+        for branch in items[0][1][1]:
+            lit = _longest_run(list(branch), sre_parse)
+            if lit is None:
+                return None
+            out.append(lit.lower())
+        return tuple(dict.fromkeys(out))
+    lit = _longest_run(items, sre_parse)
+    return None if lit is None else (lit.lower(),)
+
+
+def _longest_run(items: list, sre_parse) -> str | None:
+    """The longest run of consecutive literal characters every match contains (groups without alternation count)."""
+    best, cur = "", []
+
+    def close() -> None:
+        nonlocal best, cur
+        if len(cur) > len(best):
+            best = "".join(cur)
+        cur = []
+
+    for op, arg in items:
+        if op is sre_parse.LITERAL:
+            cur.append(chr(arg))
+        elif op is sre_parse.SUBPATTERN and not any(o is sre_parse.BRANCH for o, _ in arg[-1]):
+            close()
+            inner = _longest_run(list(arg[-1]), sre_parse)
+            if inner and len(inner) > len(best):
+                best = inner
+        elif op is sre_parse.AT:
+            continue  # \b, ^, $ take no characters
+        else:
+            close()
+    close()
+    return best if len(best) >= 3 else None

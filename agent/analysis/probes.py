@@ -84,12 +84,16 @@ class ProbeRunner:
             raise ProbeError(f"probe path {raw}: no probes.roots configured, so no file may be read")
         given = Path(os.path.expandvars(str(raw))).expanduser()
         options = [given] if given.is_absolute() else [self.cfg.path(given)] + [root / given for root in self.roots]
-        chosen = next((p for p in options if p.exists()), options[0])
+        # The first existing candidate; for an absent file, the first one inside a root (it reads "no such file").
+        chosen = next((p for p in options if p.exists()), None) or \
+            next((p for p in options if self._inside(p.resolve())), options[0])
         real = chosen.resolve()
-        for root in self.roots:
-            if real == root or root in real.parents:
-                return real
+        if self._inside(real):
+            return real
         raise ProbeError(f"probe path {raw}: resolves to {real}, outside probes.roots")
+
+    def _inside(self, real: Path) -> bool:
+        return any(real == root or root in real.parents for root in self.roots)
 
     # ------------------------------------------------------------------ config_key
 
@@ -111,7 +115,7 @@ class ProbeRunner:
             raise ProbeError(f"config_key key_match: invalid regular expression: {exc}") from None
         found = []
         for dotted, (bare, value) in flat.items():
-            if pattern.fullmatch(bare) or pattern.fullmatch(dotted):
+            if pattern.fullmatch(bare):
                 found.append((f"{label}: {bare} = {value}", {"file": str(path), "key": dotted, "value": value}))
         if not found:
             found.append((f"{label}: no key matches {spec['key_match']}", {"file": str(path), "set": False}))

@@ -8,18 +8,24 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator
 
-from agent.config import Config, load_config
-from agent.store import Store
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI starts faster without importing pydantic models and duckdb up front
+    from agent.config import Config
+    from agent.store import Store
 
 
-def config() -> Config:
+def config() -> "Config":
     from agent.cli import Globals
+    from agent.config import load_config
 
     return load_config(Globals.home, Globals.config)
 
 
 @contextmanager
-def open_store(cfg: Config | None = None, *, readonly: bool = False) -> Iterator[Store]:
+def open_store(cfg: "Config | None" = None, *, readonly: bool = False) -> Iterator["Store"]:
+    from agent.store import Store
+
     cfg = cfg or config()
     store = Store.open(cfg.store_path, readonly=readonly)
     try:

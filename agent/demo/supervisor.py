@@ -28,10 +28,11 @@ class Unit:
 
 
 class Supervisor:
-    def __init__(self, journal: Path, cwd: Path):
+    def __init__(self, journal: Path, cwd: Path, control: Path | None = None):
         self.units: dict[str, Unit] = {}
         self.journal = journal
         self.cwd = cwd
+        self.control = control  # `<unit>.restart` files dropped here are restart requests
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -72,8 +73,19 @@ class Supervisor:
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
         self._watcher.start()
 
+    def _serve_requests(self) -> None:
+        if self.control is None or not self.control.is_dir():
+            return
+        for request in sorted(self.control.glob("*.restart")):
+            name = request.name[: -len(".restart")]
+            if name in self.units:
+                self._log(f"Stopping {name}.service...")
+                self.restart(name)
+            request.unlink(missing_ok=True)
+
     def _watch(self) -> None:
         while not self._stop.wait(0.1):
+            self._serve_requests()
             with self._lock:
                 for unit in self.units.values():
                     if not unit.enabled or unit.proc is None:

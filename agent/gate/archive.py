@@ -108,16 +108,20 @@ def fix_key(fix: Any) -> tuple[str, str] | None:
 
 def _canon(value: Any) -> Any:
     """Params compare by meaning: 500 and "500" are the same value, key order does not matter."""
-    if isinstance(value, Mapping):
-        return {str(k): _canon(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canon(v) for v in value]
+    if isinstance(value, str):
+        return value.strip()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
     if value is None:
         return None
+    if isinstance(value, (list, tuple)):
+        return [_canon(v) for v in value]
+    if type(value) is dict or isinstance(value, Mapping):
+        return {str(k): _canon(v) for k, v in value.items()}
     return str(value).strip()
 
 
@@ -265,12 +269,39 @@ class _Space:
 
 
 class _Bucket:
-    __slots__ = ("items", "words", "feats")
+    """The archived chains of one symptom, as columns of immutable tuples.
 
-    def __init__(self, items: list[Features], t: float):
-        self.items = items
-        self.words = _Space([f.words for f in items], t)
-        self.feats = _Space([f.feats for f in items], t)
+    Columns of tuples instead of one object per chain: the garbage collector
+    untracks tuples (and dicts) holding only strings, numbers and untracked
+    tuples, so after its first pass a 100k-chain index is never traversed
+    again; full collections stay as quick as without the archive.
+    """
+
+    __slots__ = ("key", "ids", "resolved", "words", "feats", "n_links", "roots", "fixes", "word_space", "feat_space")
+
+    def __init__(self, key: tuple[str, str], items: Sequence[Features], t: float):
+        self.key = key
+        self.ids = tuple(f.id for f in items)
+        self.resolved = tuple(f.resolved_at for f in items)
+        self.words = tuple(tuple(f.words) for f in items)
+        self.feats = tuple(tuple(f.feats) for f in items)
+        self.n_links = tuple(f.n_links for f in items)
+        self.roots = tuple(tuple(f.root) for f in items)
+        self.fixes = tuple((f.fix, f.fix_action) for f in items)
+        self.word_space = _Space(self.words, t)
+        self.feat_space = _Space(self.feats, t)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def record(self, i: int) -> Features:
+        fix, action = self.fixes[i]
+        return Features(id=self.ids[i], bucket=self.key, words=self.words[i], feats=self.feats[i],
+                        n_links=self.n_links[i], root=Root._make(self.roots[i]), others=(), fix=fix,
+                        fix_action=action, resolved_at=self.resolved[i])
+
+    def records(self) -> list[Features]:
+        return [self.record(i) for i in range(len(self))]
 
 
 def _resolved(value: Any) -> str | None:
@@ -303,8 +334,7 @@ class ArchiveIndex:
             self.size += 1
             if f.bucket is not None:
                 grouped.setdefault(f.bucket, []).append(f)
-        self._grouped = grouped
-        self._buckets = {k: _Bucket(v, self.threshold) for k, v in grouped.items()}
+        self._buckets = {k: _Bucket(k, v, self.threshold) for k, v in grouped.items()}
 
     def at(self, threshold: float) -> "ArchiveIndex":
         """The same archive indexed for another similarity threshold (the features are shared, not recomputed)."""
@@ -312,8 +342,7 @@ class ArchiveIndex:
             return self
         other = object.__new__(ArchiveIndex)
         other.threshold, other.stopwords, other.size = float(threshold), self.stopwords, self.size
-        other._grouped = self._grouped
-        other._buckets = {k: _Bucket(v, other.threshold) for k, v in self._grouped.items()}
+        other._buckets = {k: _Bucket(k, b.records(), other.threshold) for k, b in self._buckets.items()}
         return other
 
     def __len__(self) -> int:
@@ -330,25 +359,31 @@ class ArchiveIndex:
         if bucket is None:
             return [], 0.0
         idx: set[int] = set()
-        bucket.words.candidates(cand.words, t, idx)
-        bucket.feats.candidates(cand.feats, t, idx)
+        bucket.word_space.candidates(cand.words, t, idx)
+        bucket.feat_space.candidates(cand.feats, t, idx)
         best = 0.0
         found: list[tuple[float, Features]] = []
+        words, feats = bucket.words, bucket.feats
         for i in idx:
-            other = bucket.items[i]
-            sim = max(jaccard(cand.words, other.words), jaccard(cand.feats, other.feats))
+            sim = max(jaccard(cand.words, words[i]), jaccard(cand.feats, feats[i]))
             if sim >= t:
-                found.append((sim, other))
+                found.append((sim, bucket.record(i)))
             elif sim > best:
                 best = sim
-        found.sort(key=lambda p: (-p[0], p[1].id, p[1].resolved_at or ""))
+        found.sort(key=_order)
         return found, best
+
+
+def _order(pair: tuple[float, Features]) -> tuple:
+    """Most similar first; then by id, resolution and content, so input order never decides."""
+    sim, f = pair
+    return (-sim, f.id, f.resolved_at or "", f.root.statement, f.fix or ("", ""))
 
 
 def full_scan(cand: Features, archived: Sequence[Features], t: float) -> list[tuple[float, Features]]:
     """The same answer as ArchiveIndex.similar by comparing against every chain (tests and the benchmark's baseline)."""
     found = [(s, f) for f in archived if (s := similarity(cand, f)) >= t]
-    found.sort(key=lambda p: (-p[0], p[1].id, p[1].resolved_at or ""))
+    found.sort(key=_order)
     return found
 
 

@@ -78,13 +78,14 @@ class _Bucket:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.ts: list[float] = []
-        self.ids: list[str] = []
-        self.messages: list[str] = []
-        self.services: list[Any] = []
-        self.metrics: list[Any] = []
-        self.values: list[Any] = []
-        self.failure: list[bool] = []
+        # Columns, time-ordered; tuples, which the garbage collector untracks.
+        self.ts: tuple[float, ...] = ()
+        self.ids: tuple[str, ...] = ()
+        self.messages: tuple[str, ...] = ()
+        self.services: tuple[Any, ...] = ()
+        self.metrics: tuple[Any, ...] = ()
+        self.values: tuple[Any, ...] = ()
+        self.failure: tuple[bool, ...] = ()
         self._by_service: dict[Any, list[int]] | None = None
         self._by_metric: dict[Any, list[int]] | None = None
         self._joined: dict[Any, tuple[str, list[int], Sequence[int]]] = {}
@@ -139,23 +140,26 @@ class Evidence:
     _CACHE_LIMIT = 2048
 
     def __init__(self, signals: Sequence[Any]):
-        rows = sorted(((s.ts.timestamp(), s.id or "", s) for s in signals), key=_row_key)
-        self.count = len(rows)
+        sigs = list(signals)
+        keys = [(s.ts.timestamp(), s.id or "") for s in sigs]
+        by_source: dict[str, list[int]] = {}
+        for i in sorted(range(len(sigs)), key=keys.__getitem__):
+            by_source.setdefault(sigs[i].source, []).append(i)
+        self.count = len(sigs)
         self._buckets: dict[str, _Bucket] = {}
-        buckets = self._buckets
-        for ts, sid, s in rows:
-            b = buckets.get(s.source)
-            if b is None:
-                b = buckets[s.source] = _Bucket(s.source)
-            b.ts.append(ts)
-            b.ids.append(sid)
-            b.messages.append(s.message or "")
-            b.services.append(s.service)
-            attrs = s.attrs
-            b.metrics.append(attrs.get("metric") if attrs else None)
-            b.values.append(s.value)
-            b.failure.append(s.level in FAILURE_LEVELS)
-        self._cache: dict[tuple, list[Hit]] = {}
+        for source, idx in by_source.items():
+            # One comprehension per column: far quicker than appending field by field.
+            b = self._buckets[source] = _Bucket(source)
+            rows = [sigs[i] for i in idx]
+            b.ts = tuple(keys[i][0] for i in idx)
+            b.ids = tuple(keys[i][1] for i in idx)
+            b.messages = tuple(s.message or "" for s in rows)
+            b.services = tuple(s.service for s in rows)
+            b.metrics = tuple(s.attrs.get("metric") if s.attrs else None for s in rows)
+            b.values = tuple(s.value for s in rows)
+            b.failure = tuple(s.level in FAILURE_LEVELS for s in rows)
+        # Plain tuples, which the garbage collector untracks: a big cache costs no collection time.
+        self._cache: dict[tuple, tuple[tuple[float, str, bool, str], ...]] = {}
 
     @classmethod
     def of(cls, signals: "Evidence | Sequence[Any]") -> "Evidence":
@@ -172,16 +176,16 @@ class Evidence:
             if len(self._cache) >= self._CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = found
-        return found
+        return list(map(Hit._make, found))
 
     def failures(self, observe: Any) -> list[Hit]:
         """The observe's matches at level ERROR or CRITICAL: the failure signals themselves."""
         return [h for h in self.hits(observe) if h.failure]
 
-    def _scan(self, observe: Any) -> list[Hit]:
+    def _scan(self, observe: Any) -> tuple[tuple[float, str, bool, str], ...]:
         b = self._buckets.get(_get(observe, "source"))
         if b is None:
-            return []
+            return ()
         service = _get(observe, "service")
         regex = _get(observe, "match")
         metric = _metric_form(observe)
@@ -193,7 +197,7 @@ class Evidence:
             literals = required_literals(regex)
             cand = b.containing(service, literals) if literals else b.for_service(service)
         else:
-            return []
+            return ()
         if metric is None:
             search = pattern(regex).search  # the common case, kept to one call per signal
             idx = [i for i in cand if search(msgs[i]) is not None]
@@ -202,11 +206,7 @@ class Evidence:
             metrics, values = b.metrics, b.values
             idx = [i for i in cand if test(msgs[i], metrics[i], values[i])]
         ts, ids, failure, source = b.ts, b.ids, b.failure, b.source
-        return [Hit(ts[i], ids[i], failure[i], source) for i in idx]
-
-
-def _row_key(row: tuple) -> tuple[float, str]:
-    return row[0], row[1]
+        return tuple((ts[i], ids[i], failure[i], source) for i in idx)
 
 
 def iso(ts: float) -> str:

@@ -73,6 +73,10 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
 def _missing_dirs(path: Path) -> list[str]:
     """Parents of `path` that do not exist yet, outermost first."""
     missing = []
@@ -94,6 +98,9 @@ def take_backup(plan: Plan, ctx: ActionContext) -> Backup:
         raise RemedyError(f"{plan.action}: no backup directory, refusing to change files without a backup")
     for i, change in enumerate(changes):
         path = Path(change.path)
+        # A directory swapped for a symlink since the plan would redirect the write: the path must still be itself.
+        if path.resolve(strict=False) != path or not _inside(path, ctx.roots):
+            raise RefusedError(f"{change.label} no longer resolves to {path} inside the remedy roots; plan it again")
         current = read_text(path, change.label)
         if current != change.before:
             raise RefusedError(f"{change.label} changed since the plan was made; plan the fix again")
@@ -128,7 +135,7 @@ def apply_plan(plan: Plan, ctx: ActionContext) -> Backup:
         ctx.on_backup(backup)
     changes = [c for c in plan.changes if c.changed]
     try:
-        for change, fb in zip(changes, backup.files):
+        for change, fb in zip(changes, backup.files, strict=True):
             path = Path(change.path)
             for d in fb.created_dirs:
                 os.mkdir(d)

@@ -21,7 +21,7 @@ from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.errors import SelfhealError
 from agent.models import Observe
-from agent.remedy.base import ActionContext, ApplyError, Backup, Plan, RefusedError, RemedyError
+from agent.remedy.base import ActionContext, ApplyError, Backup, Plan, RefusedError
 from agent.remedy.catalog import get_action
 from agent.store import Store
 from agent.store import chains as chain_store
@@ -54,6 +54,8 @@ class FixPlan(BaseModel):
         out["fix"] = out.pop("fix_id")
         out["issue"] = out.pop("issue_id")
         out["chain"] = out.pop("chain_id")
+        out["postcondition"] = (self.postcondition.model_dump(mode="json", exclude_none=True)
+                                if self.postcondition else None)
         out["plan"] = self.plan.to_json() if self.plan else None
         out["diff"] = self.plan.diff() if self.plan else ""
         return out
@@ -200,6 +202,8 @@ def apply_fix(store: Store, cfg: Config, fix_id: str, clock: Clock | None = None
             restore(Backup.model_validate(recorded), ctx, restart=False)
     plan = action.plan(fix["params"], ctx)
     if plan.render() != (fix["plan"] or ""):
+        fix_store.add_fix_event(store, fix_id, "superseded", detail="the target changed after the plan",
+                                at=clock.now())
         raise RefusedError(f"{fix_id}: what it would change is no longer what was planned (the target changed); "
                            f"plan it again (selfheal fix {fix['issue_id']})")
 

@@ -50,20 +50,6 @@ def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "
     return real
 
 
-def confine_dir_of_pattern(pattern: str, roots: Sequence[Path], *, what: str) -> Path:
-    """For a glob like /var/log/app/*.log: the directory part before the first wildcard must be inside the roots."""
-    parts = PurePosixPath(pattern).parts
-    fixed: list[str] = []
-    for part in parts:
-        if any(ch in part for ch in "*?["):
-            break
-        fixed.append(part)
-    base = str(PurePosixPath(*fixed)) if fixed else ""
-    if not base:
-        raise RefusedError(f"{what} {pattern!r}: needs a directory before any wildcard")
-    return confine(base, roots, what=what)
-
-
 def display(path: Path, roots: Sequence[Path]) -> str:
     """A path as the user knows it: relative to its root when inside one."""
     for root in roots:

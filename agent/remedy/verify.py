@@ -130,6 +130,7 @@ def verify_fix(
 
     steps: list[StepResult] = []
     evidence: dict[str, Any] = {}
+    readings: list[Signal] = []       # the probe signals that show the postcondition's state, kept in the store
 
     # 1. the postcondition holds
     if post is None:
@@ -137,15 +138,22 @@ def verify_fix(
                                 detail=f"no postcondition to check (the chain's fix gives none and {fix['action']} has no default)"))
     elif post.source == "probe":
         probed = _probe(store, cfg, clock, fix, action, post, probe_runner, service)
-        hits = [s for s in probed if _matches(post, s)]
         evidence["probe"] = [s.message for s in probed[:20]]
+        hits = [s for s in probed if _matches(post, s)]
+        readings = hits[:1] or probed[:5]
+        if not hits and not probed:
+            # Nothing this action can read (a command ran): a probe recorded since the fix may show it.
+            hits = [s for s in _signals_since(store, "probe", since) if _matches(post, s)]
         if hits:
             steps.append(StepResult(step="postcondition", passed=True, detail=f"probe read {hits[0].message!r}, "
                                     f"which matches {post.match or post.metric!r}"))
-        else:
+        elif probed or now - since >= window or not watch:
             seen = "; ".join(s.message for s in probed[:3]) or "nothing"
             steps.append(StepResult(step="postcondition", passed=False,
                                     detail=f"no probe reading matches {post.match or post.metric!r} (read: {seen})"))
+        else:
+            steps.append(StepResult(step="postcondition", passed=None,
+                                    detail=f"waiting for a probe reading that matches {post.match or post.metric!r}"))
     else:
         arrived = [s for s in _signals_since(store, post.source, since) if _matches(post, s)]
         if arrived:
@@ -160,11 +168,15 @@ def verify_fix(
 
     # 2. the symptom's own check passes again
     recurring = _recurrences(store, fix["issue_id"], symptom_obs, since)
+    if recurring:
+        evidence["recurrences"] = [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
+                                   for r in recurring[:20]]
     if symptom_check is not None:
         passed, detail = _run_check(symptom_check, issue or {"id": fix["issue_id"]}, symptom_obs)
         steps.append(StepResult(step="symptom", passed=passed, detail=detail))
     elif symptom_obs is None and not fix["issue_id"]:
-        steps.append(StepResult(step="symptom", passed=False, detail="the chain's symptom has no observe to check"))
+        steps.append(StepResult(step="symptom", passed=False,
+                                detail="nothing to check the symptom by: no symptom observe and no issue"))
     elif recurring:
         steps.append(StepResult(step="symptom", passed=False,
                                 detail=f"the symptom came back after the fix: {recurring[0]['message']!r} at "
@@ -177,8 +189,6 @@ def verify_fix(
     if not watch:
         steps.append(StepResult(step="watch", passed=True, detail="watch window skipped"))
     elif recurring:
-        evidence["recurrences"] = [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
-                                   for r in recurring[:20]]
         steps.append(StepResult(step="watch", passed=False,
                                 detail=f"{len(recurring)} new occurrence(s) of the failure within the watch window"))
     elif now >= until:
@@ -187,7 +197,10 @@ def verify_fix(
     else:
         steps.append(StepResult(step="watch", passed=None, detail=f"watching until {until.isoformat()}"))
 
-    _record(store, fix, steps, now)
+    if "postcondition" in _record(store, fix, steps, now) and readings:
+        from agent.store.signals import insert_signals
+
+        insert_signals(store, readings)
     base = dict(fix_id=fix_id, issue_id=fix["issue_id"], chain_id=fix["chain_id"], steps=steps, applied_at=since,
                 watch_until=until if watch else None, evidence=evidence)
     if any(s.passed is False for s in steps):
@@ -209,16 +222,23 @@ def verify_fix(
 
 def _probe(store: Store, cfg: Config, clock: Clock, fix: dict[str, Any], action: Any, post: Observe,
            probe_runner: Any, service: str | None) -> list[Signal]:
-    from agent.store.signals import insert_signals
-
+    ctx = context(store, cfg, clock, fix["id"])
     if probe_runner is not None:
-        spec = {"kind": "postcondition", "fix": fix["id"], "action": fix["action"], "params": fix["params"],
+        try:
+            base = action.probe_spec(fix["params"], ctx) or {"kind": "postcondition"}
+        except RemedyError:
+            base = {"kind": "postcondition"}
+        spec = {**base, "service": service, "fix": fix["id"], "action": fix["action"], "params": fix["params"],
                 "observe": post.model_dump(mode="json", exclude_none=True)}
         run = getattr(probe_runner, "run", probe_runner)
-        probed = list(run(spec))
+        try:
+            probed = list(run(spec))
+        except SelfhealError as exc:
+            probed = [Signal(ts=clock.now(), source="probe", message=f"probe failed: {exc}",
+                             attrs={"probe": "remedy"})]
     else:
         try:
-            probed = action.probe(fix["params"], context(store, cfg, clock, fix["id"]))
+            probed = action.probe(fix["params"], ctx)
         except RemedyError as exc:
             probed = [Signal(ts=clock.now(), source="probe", message=f"probe failed: {exc}",
                              attrs={"probe": "remedy"})]
@@ -228,8 +248,6 @@ def _probe(store: Store, cfg: Config, clock: Clock, fix: dict[str, Any], action:
         attrs.setdefault("fix", fix["id"])
         out.append(Signal.model_validate({**s.model_dump(exclude={"id"}), "id": None, "service": s.service or service,
                                           "attrs": attrs}))
-    if out:
-        insert_signals(store, out)
     return out
 
 
@@ -271,16 +289,19 @@ def _run_check(check: Callable[..., SymptomOutcome], issue: dict[str, Any],
     return True, f"the symptom's check passes again{shown}"
 
 
-def _record(store: Store, fix: dict[str, Any], steps: list[StepResult], now: datetime) -> None:
+def _record(store: Store, fix: dict[str, Any], steps: list[StepResult], now: datetime) -> set[str]:
     """A decided step is recorded when it differs from what is on record (a pending re-check adds nothing)."""
     latest: dict[str, bool] = {}
     for v in fix_store.verifications(store, fix_id=fix["id"]):
         latest[v["step"]] = v["passed"]
+    recorded = set()
     for s in steps:
         if s.passed is None or latest.get(s.step) is s.passed:
             continue
         fix_store.add_verification(store, fix_id=fix["id"], issue_id=fix["issue_id"], step=s.step, passed=s.passed,
                                    detail=s.detail, at=now)
+        recorded.add(s.step)
+    return recorded
 
 
 def _did_not_hold(store: Store, cfg: Config, clock: Clock, fix: dict[str, Any], steps: list[StepResult],

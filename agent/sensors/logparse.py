@@ -34,11 +34,11 @@ _UPPER = re.compile(
     r"|DEBUG[1-5]?|TRACE|FINE(?:R|ST)?)(?![\w/-])"
 )
 # A level in any case when it is tagged as one: [error], [core:error], level=warn, "level":"info", <crit>.
-_TAGGED = re.compile(
-    r"(?:\[(?:\w+:)?|\blevel[=:]\s*\"?|\blvl[=:]\s*\"?|\"(?:level|severity|lvl)\"\s*:\s*\"|\bseverity[=:]\s*\"?|<)"
-    r"(emerg(?:ency)?|alert|crit(?:ical)?|fatal|panic|severe|error|err|warn(?:ing)?|notice|info|debug|trace)\b",
-    re.I,
-)
+# Searched in the lowercased line, each only when its marker is present (cheap on lines without one).
+_LEVEL_WORDS = r"(emerg(?:ency)?|alert|crit(?:ical)?|fatal|panic|severe|error|err|warn(?:ing)?|notice|info|debug|trace)"
+_BRACKETED = re.compile(r"\[(?:\w+:)?" + _LEVEL_WORDS + r"\]")
+_ANGLED = re.compile(r"<" + _LEVEL_WORDS + r">")
+_KEYED = re.compile(r"(?<![\w-])(?:level|lvl|severity)[\"']?\s*[=:]\s*[\"']?" + _LEVEL_WORDS + r"\b")
 # Without a level word, what the words say (kernel, systemd and many daemons log no level).
 _INFER_ERROR = re.compile(
     r"(?<![/\w])(?:error|failed|failure|fatal|panic|panicked|exception|traceback|segfault|segmentation fault"
@@ -55,35 +55,92 @@ LEVEL_RANK = {"DEBUG": 0, "INFO": 1, "WARNING": 2, "ERROR": 3, "CRITICAL": 4}
 _HEAD = 200
 
 
+_UPPER_TOKENS = {w: _WORD_LEVEL.get(w.lower().rstrip("12345"), "DEBUG") for w in (
+    "EMERG", "EMERGENCY", "ALERT", "CRIT", "CRITICAL", "FATAL", "PANIC", "SEVERE", "ERROR", "ERR", "WARN", "WARNING",
+    "NOTICE", "INFO", "LOG", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3", "DEBUG4", "DEBUG5", "TRACE", "FINE", "FINER",
+    "FINEST")}
+_UPPER_HINTS = ("EMERG", "ALERT", "CRIT", "FATAL", "PANIC", "SEVERE", "ERR", "WARN", "NOTICE", "INFO", "LOG", "DEBUG",
+                "TRACE", "FINE")
+_TOKEN_STRIP = "[]()<>{}|,;\"'"
+_KV_PREFIXES = ("level=", "lvl=", "severity=")
+
+
+def _token_level(head: str) -> str | None:
+    """Fast path: a level as one of the first whitespace-separated tokens ('ERROR', '[error]', 'level=warn', 'ERROR:')."""
+    for tok in head.split(None, 5)[:5]:
+        core = tok.strip(_TOKEN_STRIP)
+        word = core.split(":", 1)[0] if ":" in core else core
+        level = _UPPER_TOKENS.get(word)
+        if level is not None:
+            return level
+        if tok[0] == "[":
+            inner = core.rsplit(":", 1)[-1].lower()
+            if inner in _WORD_LEVEL and inner not in ("log", "fail", "dbug", "trce"):
+                return _WORD_LEVEL[inner]
+        elif core.startswith(_KV_PREFIXES):
+            value = core.split("=", 1)[1].strip("\"'").lower()
+            if value in _WORD_LEVEL:
+                return _WORD_LEVEL[value]
+    return None
+
+
 def explicit_level(line: str) -> str | None:
     """The level the line itself states, or None."""
     head = line[:_HEAD]
-    if head.startswith("<"):
+    first = head[:1]
+    if first == "<":
         m = _PRI.match(head)
         if m and int(m.group(1)) < 192:
             return _SYSLOG_SEVERITY[int(m.group(1)) % 8]
-    m = _GLOG_RE.match(head)
-    if m:
-        return _GLOG[m.group(1)]
+    elif first in "IWEF" and head[1:2].isdigit():
+        m = _GLOG_RE.match(head)
+        if m:
+            return _GLOG[m.group(1)]
     m = _DOTNET.match(head)
     if m:
         return _WORD_LEVEL[m.group(1).lower()]
-    up = _UPPER.search(head)
-    tag = _TAGGED.search(head, 0, up.start() + 12 if up else _HEAD)
-    if tag and (up is None or tag.start() < up.start()):
-        return _WORD_LEVEL[tag.group(1).lower()]
+    level = _token_level(head)
+    if level is not None:
+        return level
+    # Slow path: a level word further in, or tagged inside a token (JSON, key=value without spaces).
+    up = _UPPER.search(head) if any(h in head for h in _UPPER_HINTS) else None
+    low = head.lower()
+    end = up.start() + 1 if up else _HEAD
+    tag = None
+    for marker, rx in (("[", _BRACKETED), ("<", _ANGLED)):
+        if marker in head:
+            m = rx.search(low, 0, end + 24)
+            if m and m.start() < end and (tag is None or m.start() < tag.start()):
+                tag = m
+    if "level" in low or "lvl" in low or "severity" in low:
+        m = _KEYED.search(low, 0, end + 24)
+        if m and m.start() < end and (tag is None or m.start() < tag.start()):
+            tag = m
+    if tag is not None:
+        return _WORD_LEVEL[tag.group(1)]
     if up:
         word = up.group(1).lower()
         return _WORD_LEVEL.get(word.rstrip("12345"), "DEBUG")
     return None
 
 
+_INFER_HINTS = (
+    "error", "fail", "fatal", "panic", "exception", "traceback", "segfault", "segmentation", "out of memory", "oom",
+    "killed process", "core dumped", "refused", "denied", "unreachable", "timed out", "unable to", "cannot",
+    "could not", "not responding", "reset by peer", "broken pipe", "warn", "deprecated",
+)
+
+
 def inferred_level(text: str) -> str | None:
     head = text[:2000]
-    m = _ACCESS_STATUS.search(head, 0, 1000)
-    if m:
-        status = m.group(1)
-        return "ERROR" if status[0] == "5" else "WARNING" if status[0] == "4" else "INFO"
+    if '"' in head and "HTTP/" in head:
+        m = _ACCESS_STATUS.search(head, 0, 1000)
+        if m:
+            status = m.group(1)
+            return "ERROR" if status[0] == "5" else "WARNING" if status[0] == "4" else "INFO"
+    low = head.lower()
+    if not any(h in low for h in _INFER_HINTS):
+        return None
     if _INFER_ERROR.search(head) or _INFER_EXC.search(head):
         return "ERROR"
     if _INFER_WARNING.search(head):
@@ -163,23 +220,50 @@ def _micro(frac: str | None) -> int:
     return int((frac or "0")[:6].ljust(6, "0"))
 
 
+_LOCAL_OFFSETS: dict[tuple[int, int, int, int], timedelta] = {}
+
+
 def _aware(naive: datetime, tz: tzinfo | None) -> datetime:
     if tz is None:
-        return naive.astimezone(timezone.utc)  # a naive datetime is taken as local time
+        # A naive time is local time. Asking the C library costs microseconds per line; zones change
+        # their offset on the hour, so one answer per hour serves every line in it.
+        key = (naive.year, naive.month, naive.day, naive.hour)
+        offset = _LOCAL_OFFSETS.get(key)
+        if offset is None:
+            if len(_LOCAL_OFFSETS) > 4096:
+                _LOCAL_OFFSETS.clear()
+            offset = naive.replace(minute=0, second=0, microsecond=0).astimezone().utcoffset() or timedelta(0)
+            _LOCAL_OFFSETS[key] = offset
+        return (naive - offset).replace(tzinfo=timezone.utc)
     return naive.replace(tzinfo=tz).astimezone(timezone.utc)
+
+
+def _iso(m: re.Match, tz: tzinfo | None) -> datetime:
+    zone = m.group(8)
+    text = m.group(0)
+    if zone is None or zone in ("Z", "z") or zone[0] in "+-":
+        try:
+            dt = datetime.fromisoformat(text.replace(" Z", "Z").replace(" +", "+").replace(" -", "-")
+                                        if " " in text[19:] else text)
+        except ValueError:
+            dt = None
+        if dt is not None:
+            return dt.astimezone(timezone.utc) if dt.tzinfo else _aware(dt, tz)
+    y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
+    naive = datetime(y, mo, d, h, mi, s, _micro(m.group(7)))
+    if zone:
+        return naive.replace(tzinfo=_offset(zone)).astimezone(timezone.utc)
+    return _aware(naive, tz)
 
 
 def line_time(line: str, now: datetime, tz: tzinfo | None = None) -> datetime | None:
     """The time a line states near its start (ISO 8601, syslog, nginx, Apache, common log format), in UTC."""
     head = line[:120]
     try:
-        m = _ISO.search(head)
-        if m and m.start() < 48:
-            y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
-            naive = datetime(y, mo, d, h, mi, s, _micro(m.group(7)))
-            if m.group(8):
-                return naive.replace(tzinfo=_offset(m.group(8))).astimezone(timezone.utc)
-            return _aware(naive, tz)
+        # The common cases first, anchored at the start (cheap): ISO 8601 and syslog.
+        m = _ISO.match(head) or (_ISO.match(head, 1) if head[:1] == "[" else None)
+        if m:
+            return _iso(m, tz)
         m = _SYSLOG_TS.match(head)
         if m and m.group(1).lower() in _MONTHS:
             mo = _MONTHS[m.group(1).lower()]
@@ -189,20 +273,26 @@ def line_time(line: str, now: datetime, tz: tzinfo | None = None) -> datetime | 
             if ts - now > timedelta(days=1):  # syslog has no year: December lines read in January
                 ts = _aware(naive.replace(year=now.year - 1), tz)
             return ts
-        m = _CLF.search(head)
-        if m and m.group(2).lower() in _MONTHS:
-            naive = datetime(int(m.group(3)), _MONTHS[m.group(2).lower()], int(m.group(1)),
-                             int(m.group(4)), int(m.group(5)), int(m.group(6)))
-            return naive.replace(tzinfo=_offset(m.group(7))).astimezone(timezone.utc)
-        m = _SLASH.search(head)
-        if m and m.start() < 48:
-            y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
-            return _aware(datetime(y, mo, d, h, mi, s, _micro(m.group(7))), tz)
-        m = _APACHE.search(head)
-        if m and m.group(1).lower() in _MONTHS:
-            naive = datetime(int(m.group(7)), _MONTHS[m.group(1).lower()], int(m.group(2)), int(m.group(3)),
-                             int(m.group(4)), int(m.group(5)), _micro(m.group(6)))
-            return _aware(naive, tz)
+        if "/" in head:
+            m = _CLF.search(head) if "[" in head else None
+            if m and m.group(2).lower() in _MONTHS:
+                naive = datetime(int(m.group(3)), _MONTHS[m.group(2).lower()], int(m.group(1)),
+                                 int(m.group(4)), int(m.group(5)), int(m.group(6)))
+                return naive.replace(tzinfo=_offset(m.group(7))).astimezone(timezone.utc)
+            m = _SLASH.search(head, 0, 70)
+            if m and m.start() < 48:
+                y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
+                return _aware(datetime(y, mo, d, h, mi, s, _micro(m.group(7))), tz)
+        if "-" in head[:60]:
+            m = _ISO.search(head)
+            if m and m.start() < 48:
+                return _iso(m, tz)
+        if head[:1] == "[":
+            m = _APACHE.match(head)
+            if m and m.group(1).lower() in _MONTHS:
+                naive = datetime(int(m.group(7)), _MONTHS[m.group(1).lower()], int(m.group(2)), int(m.group(3)),
+                                 int(m.group(4)), int(m.group(5)), _micro(m.group(6)))
+                return _aware(naive, tz)
     except (ValueError, OverflowError):
         return None  # digits that look like a time but are not one (month 13, ...)
     return None

@@ -42,10 +42,10 @@ _HEAD_BYTES = 256
 _PREFIX = "file:"
 
 
-def _head_hash(path: str, length: int) -> str | None:
+def _head_hash(fd: int, length: int) -> str | None:
+    """Hash of a file's first bytes, read through the open descriptor (never by name: it may be renamed)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(length)
+        data = os.pread(fd, length, 0)
     except OSError:
         return None
     return hashlib.sha1(data).hexdigest() if len(data) == length else None
@@ -62,6 +62,7 @@ class LogSensor(Sensor):
         self.grouper = Grouper(conf.multiline, conf.max_entry_lines)
         self.service_re = re.compile(conf.service_pattern) if conf.service_pattern else None
         self.min_rank = LEVEL_RANK[conf.min_level]
+        self._listings: dict[str, dict[tuple[int, int], str]] = {}
 
     def target(self) -> str:
         return ", ".join(self.conf.paths)
@@ -71,76 +72,84 @@ class LogSensor(Sensor):
     def poll(self, store: Store, clock: Clock) -> list[Signal]:
         self.warnings = []
         self.backlog = False
+        self._listings: dict[str, dict[tuple[int, int], str]] = {}
         now = clock.now()
         poll_ns = time.time_ns()  # before any stat: a file written after it has a later mtime
-        tracked = {k[len(_PREFIX):]: v for k, v in state_with_prefix(store, self.id, _PREFIX).items()}
+        tracked = state_with_prefix(store, self.id, _PREFIX)  # "file:<fid>" -> state
         initialized = bool(get_state(store, self.id, "initialized", False))
-        current = self._matching_files(tracked)
-        by_ident = {(st.st_dev, st.st_ino): p for p, st in current.items()}
+        last_poll_ns = get_state(store, self.id, "polled_ns")
+        current = self._matching_files(tracked.values())
+        by_ident = {(f.st_dev, f.st_ino): p for p, f in current.items()}
+        known = {(t["dev"], t["ino"]) for t in tracked.values()} | set(by_ident)
         budget = [self.conf.max_bytes_per_poll]
         out: list[Signal] = []
-        kept: dict[str, dict[str, Any]] = {}
+        kept: dict[str, dict[str, Any]] = {}  # fid -> state
+        claimed: set[str] = set()  # paths of matched files already followed
 
-        # Files already followed, by identity: still matched (maybe renamed), rotated away, or gone.
-        for path, st in sorted(tracked.items(), key=lambda kv: (kv[1].get("retired_at") is None, kv[0])):
+        def adopt_intermediates(st: dict[str, Any], since_ns: int | None) -> None:
+            """Files born and rotated away between two rounds: read them whole, oldest first."""
+            nonlocal out
+            for mid, fst in self._intermediates(st["path"], since_ns, known):
+                mst = self._new_state(mid, fst, 0, logical=st["path"])
+                mst["retired_at"] = rfc3339(now)
+                known.add((fst.st_dev, fst.st_ino))
+                out += self._read(mid, mst, budget, now, final=True)
+                kept[mst["fid"]] = mst
+
+        order = sorted(tracked.values(), key=lambda t: (t.get("retired_at") is None, t.get("retired_at") or "", t["at"]))
+        for st in order:
+            st = dict(st)
             ident = (st["dev"], st["ino"])
             moved_to = by_ident.get(ident)
-            if moved_to is not None and moved_to not in kept:
-                st = dict(st, retired_at=None)
+            if moved_to is not None and moved_to not in claimed:
+                # Still one of the configured files (perhaps renamed into another matching name).
+                st.update(at=moved_to, retired_at=None, lost_since=None)
+                claimed.add(moved_to)
                 out += self._read(moved_to, st, budget, now, final=False)
-                kept[moved_to] = st
+                kept[st["fid"]] = st
                 continue
-            first_seen_rotated = not st.get("retired_at")
-            rotated = self._locate(path, st, ident)
-            if rotated is None:
-                if st.get("size", 0) > st["offset"] and first_seen_rotated:
-                    self.warn(f"{path}: rotated away before it was read to the end and not found next to it; "
+            first_rotation = st.get("retired_at") is None
+            if first_rotation:
+                st["retired_at"] = rfc3339(now)
+            found = self._locate(st, ident)
+            if found is None:
+                lost_since = st.get("lost_since") or rfc3339(now)
+                if (now - parse_ts(lost_since)).total_seconds() < self.conf.retired_keep_s:
+                    kept[st["fid"]] = dict(st, lost_since=lost_since)  # a rename in flight; look again next round
+                elif st.get("size", 0) > st["offset"]:
+                    self.warn(f"{st['path']}: rotated away before it was read to the end and not found next to it; "
                               f"up to {st['size'] - st['offset']} bytes were not read")
             else:
-                if first_seen_rotated:
-                    st = dict(st, retired_at=rfc3339(now))
+                st.update(at=found, lost_since=None)
                 before = st["offset"]
-                out += self._read(rotated, st, budget, now, final=True)
+                out += self._read(found, st, budget, now, final=True)
                 idle = (now - parse_ts(st["retired_at"])).total_seconds() >= self.conf.retired_keep_s
-                if not (idle and st["offset"] == before) and rotated not in current:
-                    kept[rotated] = st
-            if first_seen_rotated:
-                # Files born and rotated away between two rounds: read them whole, oldest first.
-                known = {(t["dev"], t["ino"]) for t in tracked.values()} | set(by_ident)
-                for mid, fst in self._intermediates(st, known):
-                    mst = self._new_state(mid, fst, 0)
-                    mst.update(path=st.get("path") or path, retired_at=rfc3339(now))
-                    out += self._read(mid, mst, budget, now, final=True)
-                    kept[mid] = mst
+                if not (idle and st["offset"] == before):
+                    kept[st["fid"]] = st
+            if first_rotation:
+                adopt_intermediates(st, st.get("seen_ns"))
 
         # Files seen for the first time (new matches, or the new file after a rotation).
-        last_poll_ns = get_state(store, self.id, "polled_ns")
         for path, fst in current.items():
-            if path in kept:
+            if path in claimed:
                 continue
             start = 0 if (initialized or self.conf.start_at == "beginning") else fst.st_size
             st = self._new_state(path, fst, start)
-            if initialized and last_poll_ns is not None and path not in tracked:
+            if initialized:
                 # It appeared since the last round; earlier generations may already have rotated away.
-                known = {(t["dev"], t["ino"]) for t in tracked.values()} | set(by_ident)
-                known |= {(t["dev"], t["ino"]) for t in kept.values()}
-                for mid, mfst in self._intermediates(dict(st, seen_ns=last_poll_ns), known):
-                    mst = self._new_state(mid, mfst, 0)
-                    mst.update(path=path, retired_at=rfc3339(now))
-                    out += self._read(mid, mst, budget, now, final=True)
-                    kept[mid] = mst
+                adopt_intermediates(st, last_poll_ns)
+            claimed.add(path)
             out += self._read(path, st, budget, now, final=False)
-            kept[path] = st
+            kept[st["fid"]] = st
 
-        for path, st in kept.items():
+        for st in kept.values():
             if st.get("retired_at") is None:
                 st["seen_ns"] = poll_ns
-        for path in tracked:
-            if path not in kept:
-                delete_state(store, self.id, _PREFIX + path)
-        for path, st in kept.items():
-            if tracked.get(path) != st:
-                set_state(store, self.id, _PREFIX + path, st, at=now)
+        for fid in tracked.keys() - {_PREFIX + f for f in kept}:
+            delete_state(store, self.id, fid)
+        for fid, st in kept.items():
+            if tracked.get(_PREFIX + fid) != st:
+                set_state(store, self.id, _PREFIX + fid, st, at=now)
         set_state(store, self.id, "polled_ns", poll_ns, at=now)
         if not initialized:
             set_state(store, self.id, "initialized", True, at=now)
@@ -148,7 +157,7 @@ class LogSensor(Sensor):
 
     # ------------------------------------------------------------------ files
 
-    def _matching_files(self, tracked: dict[str, dict[str, Any]]) -> dict[str, os.stat_result]:
+    def _matching_files(self, tracked: Any) -> dict[str, os.stat_result]:
         found: dict[str, os.stat_result] = {}
         for pattern in self.patterns:
             names = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
@@ -168,65 +177,78 @@ class LogSensor(Sensor):
                 if stat.S_ISREG(fst.st_mode):
                     found[os.path.abspath(name)] = fst
                     matched = True
-            if not matched and not any(fnmatch.fnmatch(p, pattern) for p in tracked):
+            if not matched and not any(fnmatch.fnmatch(t["path"], pattern) for t in tracked):
                 self.warn(f"{pattern}: no such file" if not glob.has_magic(pattern) else f"{pattern}: no file matches")
         return found
 
-    def _new_state(self, path: str, fst: os.stat_result, start: int) -> dict[str, Any]:
+    def _new_state(self, path: str, fst: os.stat_result, start: int, logical: str | None = None) -> dict[str, Any]:
         fid = hashlib.sha1(f"{path}|{fst.st_dev}|{fst.st_ino}|{time.time_ns()}".encode()).hexdigest()[:16]
-        return {"path": path, "dev": fst.st_dev, "ino": fst.st_ino, "offset": start, "gen": 0, "fid": fid,
-                "held_end": None, "head": None, "head_len": 0, "size": fst.st_size, "retired_at": None,
-                "seen_ns": None}
+        return {"fid": fid, "path": logical or path, "at": path, "dev": fst.st_dev, "ino": fst.st_ino,
+                "offset": start, "gen": 0, "held_end": None, "head": None, "head_len": 0, "size": fst.st_size,
+                "retired_at": None, "lost_since": None, "seen_ns": None}
 
-    def _locate(self, path: str, st: dict[str, Any], ident: tuple[int, int]) -> str | None:
-        """Where the file with this identity went: same path, or a sibling named after the original."""
-        try:
-            fst = os.stat(path)
-            if (fst.st_dev, fst.st_ino) == ident:
-                return path
-        except OSError:
-            pass
-        folder = os.path.dirname(path)
-        stem = os.path.basename(st.get("path") or path)
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            return None
-        for name in sorted(names):
-            if not name.startswith(stem.split(".")[0]):
-                continue
-            full = os.path.join(folder, name)
+    def _listing(self, folder: str, stem: str, fresh: bool = False) -> dict[tuple[int, int], str]:
+        """{identity: path} of the files in `folder` named after `stem` (cached for the round)."""
+        key = f"{folder}\0{stem}"
+        if fresh or key not in self._listings:
+            found: dict[tuple[int, int], str] = {}
             try:
-                fst = os.stat(full)
+                names = os.listdir(folder)
             except OSError:
-                continue
-            if (fst.st_dev, fst.st_ino) == ident:
-                return full
+                names = []
+            for name in names:
+                if not name.startswith(stem):
+                    continue
+                full = os.path.join(folder, name)
+                try:
+                    fst = os.stat(full)
+                except OSError:
+                    continue
+                if stat.S_ISREG(fst.st_mode):
+                    found[(fst.st_dev, fst.st_ino)] = full
+            self._listings[key] = found
+        return self._listings[key]
+
+    def _locate(self, st: dict[str, Any], ident: tuple[int, int]) -> str | None:
+        """Where the file with this identity is now: where it was, or a sibling named after the original."""
+        for candidate in (st["at"],):
+            try:
+                fst = os.stat(candidate)
+                if (fst.st_dev, fst.st_ino) == ident:
+                    return candidate
+            except OSError:
+                pass
+        folder = os.path.dirname(st["path"])
+        stem = os.path.basename(st["path"]).split(".")[0]
+        for fresh in (False, True):  # a rename cascade may be under way: look twice
+            path = self._listing(folder, stem, fresh).get(ident)
+            if path is not None:
+                try:
+                    fst = os.stat(path)
+                    if (fst.st_dev, fst.st_ino) == ident:
+                        return path
+                except OSError:
+                    pass
         return None
 
-    def _intermediates(self, st: dict[str, Any], known: set[tuple[int, int]]) -> list[tuple[str, os.stat_result]]:
-        """Rotated siblings of the file that were never followed and were written after we last looked."""
-        logical = st.get("path") or ""
+    def _intermediates(self, logical: str, since_ns: int | None,
+                       known: set[tuple[int, int]]) -> list[tuple[str, os.stat_result]]:
+        """Rotated siblings of `logical` never followed and written after `since_ns`, oldest first."""
         folder, base = os.path.dirname(logical), os.path.basename(logical)
-        since = st.get("seen_ns")
-        if since is None or not base:
+        if since_ns is None or not base:
             return []
         found = []
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            return []
-        for name in names:
-            if name == base or not name.startswith(base) or name[len(base)] not in ".-_":
+        for ident, full in self._listing(folder, base, fresh=True).items():
+            name = os.path.basename(full)
+            if name == base or name[len(base)] not in ".-_" or ident in known:
                 continue
             if any(fnmatch.fnmatch(name, ex) for ex in self.conf.exclude):
                 continue
-            full = os.path.join(folder, name)
             try:
                 fst = os.stat(full)
             except OSError:
                 continue
-            if stat.S_ISREG(fst.st_mode) and (fst.st_dev, fst.st_ino) not in known and fst.st_mtime_ns > since:
+            if (fst.st_dev, fst.st_ino) == ident and fst.st_mtime_ns > since_ns:
                 found.append((full, fst))
         found.sort(key=lambda item: item[1].st_mtime_ns)
         return found
@@ -248,11 +270,11 @@ class LogSensor(Sensor):
             st["size"] = size
             if size < st["offset"]:
                 self._restart(st, "truncated")
-            elif st["head_len"] and size > st["offset"] and _head_hash(path, st["head_len"]) != st["head"]:
+            elif st["head_len"] and size > st["offset"] and _head_hash(fh.fileno(), st["head_len"]) != st["head"]:
                 self._restart(st, "rewritten")
             if st["head_len"] < _HEAD_BYTES and size > st["head_len"]:
                 length = min(size, _HEAD_BYTES)
-                head = _head_hash(path, length)
+                head = _head_hash(fh.fileno(), length)
                 if head is not None:
                     st["head"], st["head_len"] = head, length
             offset = st["offset"]

@@ -60,10 +60,24 @@ def lifetime_bounds(store: Store) -> tuple[datetime | None, datetime | None]:
 # --------------------------------------------------------------------------- histories (small tables)
 
 
+# The queries below read the tables, not the v_* views, so that a reader of a store whose newest
+# migrations a writer has not applied yet still gets its report.
+
 def issue_rows(store: Store) -> list[dict[str, Any]]:
+    """Every issue with its current status (latest event), last change, resolution time, reopenings, occurrences."""
     rows = store.rows(
-        "SELECT id, num, fingerprint, kind, title, source, service, host, first_signal, opened_at, status, "
-        "last_change, resolved_at, reopened, occurrences FROM v_issues ORDER BY num"
+        """
+        SELECT i.id, i.num, i.fingerprint, i.kind, i.title, i.source, i.service, i.host, i.first_signal, i.opened_at,
+               e.status, e.last_change, CASE WHEN e.status = 'resolved' THEN e.resolved_at END AS resolved_at,
+               e.reopened, coalesce(o.n, 0) AS occurrences
+        FROM issues i
+        JOIN (SELECT issue_id, arg_max(status, seq) AS status, max(ts) AS last_change,
+                     max(ts) FILTER (WHERE status = 'resolved') AS resolved_at,
+                     count(*) FILTER (WHERE event IN ('recurrence', 'reopened')) AS reopened
+              FROM issue_events GROUP BY issue_id) e ON e.issue_id = i.id
+        LEFT JOIN (SELECT issue_id, count(*) AS n FROM occurrences GROUP BY issue_id) o ON o.issue_id = i.id
+        ORDER BY i.num
+        """
     )
     return _aware_rows(rows, "opened_at", "last_change", "resolved_at")
 
@@ -81,11 +95,19 @@ def cycle_rows(store: Store) -> list[dict[str, Any]]:
 
 def chain_rows(store: Store, issue_id: str | None = None) -> list[dict[str, Any]]:
     """Chains with their root, symptom and fix pulled out of the JSON (the chain itself under 'chain')."""
-    sql = ("SELECT id, issue_id, created_at, analyst, mode, passed, symptom_statement, root_statement, root_category, "
-           "links, fix_action, fix_effect, fix_description, chain FROM v_chains")
+    sql = "SELECT id, issue_id, created_at, analyst, mode, passed, chain FROM chains"
     sql += (" WHERE issue_id = ?" if issue_id else "") + " ORDER BY created_at, id"
-    rows = store.rows(sql, [issue_id] if issue_id else None)
-    return _json_cols(_aware_rows(rows, "created_at"), "chain")
+    rows = _json_cols(_aware_rows(store.rows(sql, [issue_id] if issue_id else None), "created_at"), "chain")
+    for r in rows:
+        chain = r["chain"]
+        nodes = {n.get("id"): n for n in chain.get("nodes") or []}
+        root = nodes.get(chain.get("root")) or {}
+        fix = chain.get("fix") or {}
+        r.update(symptom_statement=(nodes.get(chain.get("symptom")) or {}).get("statement"),
+                 root_statement=root.get("statement"), root_category=root.get("category"),
+                 links=len(chain.get("links") or []), fix_action=fix.get("action"), fix_effect=fix.get("effect"),
+                 fix_description=fix.get("description"))
+    return rows
 
 
 def gate_rows(store: Store, issue_id: str | None = None) -> list[dict[str, Any]]:
@@ -97,14 +119,16 @@ def gate_rows(store: Store, issue_id: str | None = None) -> list[dict[str, Any]]
 
 
 def archive_rows(store: Store) -> list[dict[str, Any]]:
-    rows = store.rows("SELECT chain_id, issue_id, resolved_at, outcome, archived_at, root_statement FROM v_archive "
+    rows = store.rows("SELECT chain_id, issue_id, resolved_at, outcome, archived_at FROM archive "
                       "ORDER BY archived_at, chain_id")
     return _aware_rows(rows, "resolved_at", "archived_at")
 
 
 def fix_rows(store: Store, issue_id: str | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT id, issue_id, chain_id, action, params, kind, created_at, plan, status, updated_at FROM v_fixes"
-    sql += (" WHERE issue_id = ?" if issue_id else "") + " ORDER BY created_at, id"
+    sql = ("SELECT f.id, f.issue_id, f.chain_id, f.action, f.params, f.kind, f.created_at, f.plan, e.status, e.updated_at "
+           "FROM fixes f LEFT JOIN (SELECT fix_id, arg_max(status, seq) AS status, max(ts) AS updated_at "
+           "FROM fix_events GROUP BY fix_id) e ON e.fix_id = f.id")
+    sql += (" WHERE f.issue_id = ?" if issue_id else "") + " ORDER BY f.created_at, f.id"
     rows = store.rows(sql, [issue_id] if issue_id else None)
     return _json_cols(_aware_rows(rows, "created_at", "updated_at"), "params")
 
@@ -349,7 +373,7 @@ def check_views_only(store: Store, sql: str) -> str:
     functions: set[str] = set()
     ctes: set[str] = set()
     _walk(tree, tables, functions, ctes)
-    views = set(view_names(store))
+    views = set(require_views(store))
     real = {r[0].lower() for r in store.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     shadowing = sorted(ctes & (real | views))
     if shadowing:
@@ -361,6 +385,14 @@ def check_views_only(store: Store, sql: str) -> str:
     if bad_fns:
         raise InputError(f"table functions are not allowed here: {', '.join(bad_fns)}")
     return text
+
+
+def require_views(store: Store) -> list[str]:
+    names = view_names(store)
+    if not names:
+        raise InputError("this store has no v_* views yet: run any writing command (e.g. `selfheal run --once`) "
+                         "once to apply its migrations")
+    return names
 
 
 def view_names(store: Store) -> list[str]:

@@ -1,8 +1,8 @@
 """The demo's nightly job: builds a sales report and uploads it to the bucket its version needs.
 
-Version 2 of the job (job.ini `version = 2`) uploads to the bucket named by REPORT_BUCKET,
-read from the job's environment file, as a Python job reads `os.environ[...]`: a missing
-variable is a KeyError traceback and exit status 1.
+Version 2 of the job (job.ini `version = 2`) uploads to the bucket named by REPORT_BUCKET in
+its environment, read the way Python jobs read it (`os.environ[...]`): a missing variable is a
+KeyError traceback and exit status 1.
 """
 
 from __future__ import annotations
@@ -14,21 +14,11 @@ import sys
 from pathlib import Path
 
 
-def load_env(path: Path) -> None:
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            os.environ[key.strip()] = value.strip().strip('"')
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True)
-    parser.add_argument("--env-file", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    load_env(Path(args.env_file))
     ini = configparser.ConfigParser()
     ini.read(args.config)
     version = ini.getint("job", "version", fallback=1)

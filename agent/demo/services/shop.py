@@ -9,7 +9,7 @@ MemoryError and the process exits, as a real worker does.
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import os
 import resource
 import sys
@@ -29,10 +29,18 @@ class Pool:
         self.size = size
         self._sem = threading.BoundedSemaphore(size)
         self.in_use = 0
+        self.waiting = 0
         self._lock = threading.Lock()
 
     def acquire(self, timeout: float) -> bool:
-        if not self._sem.acquire(timeout=timeout):
+        with self._lock:
+            self.waiting += 1
+        try:
+            got = self._sem.acquire(timeout=timeout)
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        if not got:
             return False
         with self._lock:
             self.in_use += 1
@@ -70,6 +78,8 @@ class Shop:
             limit = self.cfg.int("image_cache_max_items", 0)
             while limit and len(self.cache) > limit:
                 self.cache.popitem(last=False)
+            apply_fd_limit(self.cfg.int("max_open_files", 0))
+            self.slots = threading.BoundedSemaphore(self.cfg.int("threads", 16))
 
     def checkout(self) -> tuple[int, str]:
         pool = self.pool
@@ -87,8 +97,9 @@ class Shop:
         return 200, "order placed\n"
 
     def health(self) -> tuple[int, str]:
+        # A readiness check: it fails while requests are already queueing for a connection.
         pool = self.pool
-        if not pool.acquire(self.cfg.float("pool_timeout_s", 0.5)):
+        if pool.waiting or not pool.acquire(0.1):
             return 503, "unhealthy: no database connection available\n"
         pool.release()
         return 200, "ok\n"
@@ -126,11 +137,47 @@ class Shop:
         lines = [
             "# TYPE shop_db_pool_size gauge", f"shop_db_pool_size {self.pool.size}",
             "# TYPE shop_db_pool_in_use gauge", f"shop_db_pool_in_use {self.pool.in_use}",
+            "# TYPE shop_db_pool_waiting gauge", f"shop_db_pool_waiting {self.pool.waiting}",
             "# TYPE shop_requests_in_flight gauge", f"shop_requests_in_flight {self.in_flight}",
+            "# TYPE shop_open_fds gauge", f"shop_open_fds {_open_fds()}",
             "# TYPE shop_image_cache_items gauge", f"shop_image_cache_items {len(self.cache)}",
             "# TYPE shop_rss_mb gauge", f"shop_rss_mb {rss_kb / 1024:.1f}",
         ]
         return 200, "\n".join(lines) + "\n"
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+def apply_fd_limit(limit: int) -> None:
+    """max_open_files is the soft RLIMIT_NOFILE, like systemd's LimitNOFILE=."""
+    if limit > 0:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class ShopServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address, handler, shop: "Shop"):
+        self.shop = shop
+        super().__init__(address, handler)
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno == errno.EMFILE:
+                self.shop.log.error("accept() failed: [Errno 24] Too many open files (RLIMIT_NOFILE %d)",
+                                    resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+                time.sleep(0.05)  # the listen backlog keeps the client waiting; do not spin
+            raise
 
 
 def logging_flush(logger) -> None:
@@ -145,22 +192,14 @@ def make_handler(shop: Shop):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             shop.reload()
             started = time.monotonic()
-            with shop.lock:
-                shop.in_flight += 1
-            try:
-                if self.path == "/health":
-                    status, body = shop.health()
-                elif self.path == "/checkout":
-                    status, body = shop.checkout()
-                elif self.path.startswith("/image/"):
-                    status, body = shop.image(self.path.rsplit("/", 1)[-1])
-                elif self.path == "/metrics":
-                    status, body = shop.metrics()
-                else:
-                    status, body = 404, "not found\n"
-            finally:
+            with shop.slots:  # `threads`: at most this many requests are served at once
                 with shop.lock:
-                    shop.in_flight -= 1
+                    shop.in_flight += 1
+                try:
+                    status, body = self.route()
+                finally:
+                    with shop.lock:
+                        shop.in_flight -= 1
             data = body.encode()
             try:
                 self.send_response(status)
@@ -173,6 +212,17 @@ def make_handler(shop: Shop):
             if self.path != "/metrics":
                 shop.log.info('%s - "GET %s HTTP/1.1" %d %d %.3fs', self.client_address[0], self.path, status,
                               len(data), time.monotonic() - started)
+
+        def route(self) -> tuple[int, str]:
+            if self.path == "/health":
+                return shop.health()
+            if self.path == "/checkout":
+                return shop.checkout()
+            if self.path.startswith("/image/"):
+                return shop.image(self.path.rsplit("/", 1)[-1])
+            if self.path == "/metrics":
+                return shop.metrics()
+            return 404, "not found\n"
 
         def log_message(self, format: str, *args: object) -> None:
             return None  # access lines go to the shop log above
@@ -191,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if limit_mb:
         resource.setrlimit(resource.RLIMIT_AS, (limit_mb * 1024 * 1024, limit_mb * 1024 * 1024))
     port = shop.cfg.int("port", 18080)
-    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(shop))
-    server.daemon_threads = True
+    server = ShopServer(("127.0.0.1", port), make_handler(shop), shop)
     shop.log.info("shop listening on 127.0.0.1:%d (pid %d)", port, os.getpid())
     try:
         server.serve_forever(poll_interval=0.1)

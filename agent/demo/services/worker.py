@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 waits = dict(worker.waiting)
                 owners = {n: lk.owner for n, lk in worker.locks.items()}
                 detail = "; ".join(f"thread {who} waits for {lock} held by {owners.get(lock)}" for who, lock in sorted(waits.items()))
-                worker.log.error("Found one deadlock: no batch completed in %.1fs; %s", stall_s, detail or "no waiters")
+                worker.log.warning("worker made no progress for %ds", round(stall_s))
+                worker.log.error("deadlock detected: %s", detail or "no thread is waiting on a lock")
                 warned = True
     except KeyboardInterrupt:
         return 0

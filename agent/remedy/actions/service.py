@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.remedy.base import Action, ActionContext, Plan, RefusedError, StrictParams
 
@@ -30,8 +30,19 @@ class RestartService(Action):
 
 
 class RunCommandParams(StrictParams):
-    command: str
+    command: str | None = Field(default=None, description="a key of remedy.commands")
+    name: str | None = Field(default=None, description="same as command")
     args: list[str] = Field(default_factory=list, description="appended to the configured argv, each one literal")
+
+    @model_validator(mode="after")
+    def _which(self) -> "RunCommandParams":
+        if self.command is None and self.name is None:
+            raise ValueError("missing the command: give command (a key of remedy.commands)")
+        if self.command is not None and self.name is not None and self.command != self.name:
+            raise ValueError("give command (or name), not both")
+        self.command = self.command or self.name
+        self.name = None
+        return self
 
     @field_validator("args")
     @classmethod
@@ -49,10 +60,12 @@ class RunCommand(Action):
 
     def plan(self, params, ctx: ActionContext) -> Plan:
         p: RunCommandParams = self.validate(params)  # type: ignore[assignment]
+        assert p.command is not None
         argv = ctx.cfg.remedy.commands.get(p.command)
         if not argv:
             known = sorted(ctx.cfg.remedy.commands)
             raise RefusedError(f"run_command: {p.command!r} is not an allow-listed command (remedy.commands); "
                                f"allowed: {', '.join(known) or 'none'}")
         shown = " ".join([p.command] + [repr(a) if re.search(r"\s", a) else a for a in p.args])
-        return Plan(action=self.name, params=p.model_dump(), summary=f"run {shown}", commands=[list(argv) + p.args])
+        return Plan(action=self.name, params=p.model_dump(exclude_none=True), summary=f"run {shown}",
+                    commands=[list(argv) + p.args])
