@@ -265,7 +265,10 @@ class OfflineAnswerer:
         self.footer = footer
         self._now = now
         self.settings = settings or ChatSettings()
-        self.book = intents or default_intents()
+        book = intents or default_intents()
+        # an intent the data names but this answerer has no answer for is neither matched nor offered in help
+        self.book = IntentBook(tuple(i for i in book.intents if hasattr(self, f"_intent_{i.name}")), book.params,
+                               book.change_patterns)
         self.last_issue: str | None = None
         self._report: dict[str, Any] | None = None
 
@@ -303,6 +306,7 @@ class OfflineAnswerer:
         text = (question or "").strip()
         if not text:
             return self._help(question, "help", "Ask me a question about the issues in the store.", footer=self.footer)
+        self._report = None  # the store may have moved on since the last question (a daemon writes between them)
         p = parse_question(self.book, text, context_issue=self.last_issue is not None)
         handler = getattr(self, f"_intent_{p.intent}", None)
         if handler is None:

@@ -116,7 +116,7 @@ def _sense(store: Store, cfg: Config, clock: Clock, report: PassReport, hook: St
 
     result = sense_once(store, cfg, clock)
     report.sensed = result.stored
-    for warning in result.warnings:
+    for warning in result.all_warnings():
         report.errors.append(f"sense: {warning}")
     hook("sense", None, {"stored": result.stored})
 

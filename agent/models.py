@@ -59,7 +59,10 @@ def parse_ts(value: Any) -> datetime:
         raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
     if dt.tzinfo is None:
         raise ValueError(f"timestamp has no UTC offset (use 'Z' or '+HH:MM'): {value!r}")
-    return utc(dt)
+    try:
+        return utc(dt)
+    except OverflowError:  # year 1 or 9999 shifted past the calendar by its offset
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 class _Open(BaseModel):

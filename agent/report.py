@@ -21,8 +21,10 @@ Definitions (the README's "Report" section says the same):
 - A resolution is *gate-validated* when the issue had a chain that passed the gate before it (gate
   result recorded earlier), or the resolution names a chain that passed.
 - repeat_issues: failure modes (fingerprints) with a genuine occurrence (new/ongoing/recurrence
-  verdict, or an occurrence of one of their issues) after a gate-validated resolution of one of their
-  issues, or one of whose issues was reopened after such a resolution. Goal: zero.
+  verdict, or an occurrence of one of their issues) after the latest gate-validated resolution of one
+  of their issues, or one of whose issues was reopened after it. A recurrence that was escalated,
+  re-analysed to a deeper root and resolved again is counted by recurrences_escalated, not here: a
+  repeat is a failure the standing fix did not stop. Goal: zero.
 - A *recurrence* is the failure coming back after its fix: an issue event that moves an issue from
   `resolved` back to an active status (a reopening), or a `fix-did-not-hold` event (the applied fix
   failed verification and the issue went back to analysis).
@@ -170,16 +172,16 @@ def validated_resolutions(resolutions: Sequence[dict[str, Any]], gates: Sequence
 
 def repeat_failure_modes(store: Store, issues: dict[str, dict[str, Any]], validated: Sequence[dict[str, Any]],
                          recurrences: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    earliest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, dict[str, Any]] = {}
     for r in validated:
         fp = issues[r["issue_id"]]["fingerprint"] if r["issue_id"] in issues else None
-        if fp and (fp not in earliest or r["seq"] < earliest[fp]["seq"]):
-            earliest[fp] = r
-    fps = sorted(earliest)
-    after = q.first_genuine_after(store, [(fp, earliest[fp]["ts"]) for fp in fps])
+        if fp and (fp not in latest or r["seq"] > latest[fp]["seq"]):
+            latest[fp] = r
+    fps = sorted(latest)
+    after = q.first_genuine_after(store, [(fp, latest[fp]["ts"]) for fp in fps])
     out = []
     for fp, occ in zip(fps, after):
-        r = earliest[fp]
+        r = latest[fp]
         reopen = next((e for e in sorted(recurrences, key=lambda e: e["seq"])
                        if e["seq"] > r["seq"] and issues.get(e["issue_id"], {}).get("fingerprint") == fp), None)
         if occ is None and reopen is None:

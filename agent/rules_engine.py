@@ -583,6 +583,7 @@ class RulesEngine:
         self.name = f"selfheal-triage-v{next(_VERSIONS)}"
         self._decided: dict[tuple, TriageRule] = {}
         self._outbox: dict[int, str] = {}
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
         host = _host()
         definition: dict[str, Any] = {}
@@ -637,12 +638,21 @@ class RulesEngine:
         return len(todo)
 
     def _post(self, events: list[dict[str, Any]]) -> dict[str, Any] | None:
-        from durable.engine import MessageNotHandledException
-
+        """Post a batch; a batch the engine refuses leaves nothing behind in the session to fire later."""
+        for e in events:
+            # durable_rules refuses a batch holding two identical events; ids make every event distinct
+            e["id"] = next(self._ids)
         try:
             return self._host.post_batch(self.name, events)
-        except MessageNotHandledException as exc:
-            raise SelfhealError(f"triage rules ({self.name}): {exc.message}") from None
+        except Exception as exc:
+            self._host.delete_state(self.name, None)
+            detail = getattr(exc, "message", None) or str(exc)
+            raise SelfhealError(f"triage rules ({self.name}): durable_rules refused the facts: {detail[:300]}") from None
+
+    @property
+    def decided(self) -> int:
+        """Distinct facts the engine has decided so far."""
+        return len(self._decided)
 
     def decide(self, key: tuple) -> TriageRule:
         rule = self._decided.get(key)
@@ -663,9 +673,9 @@ def engine_for(data: RuleData) -> RulesEngine:
     with _HOST_LOCK:
         found = _ENGINES.get(data.digest)
     if found is None:
-        found = RulesEngine(data)
+        built = RulesEngine(data)
         with _HOST_LOCK:
-            _ENGINES.setdefault(data.digest, found)
+            found = _ENGINES.setdefault(data.digest, built)
     return found
 
 
@@ -675,8 +685,18 @@ class TriageRules:
     def __init__(self, cfg: "Config | None" = None, dirs: Sequence[Path] | None = None):
         self.cfg = cfg
         self.dirs = list(dirs) if dirs is not None else None
+        self._stamp = self._files_stamp()
         self.engine = engine_for(load_rules(cfg, self.dirs))
         self.last_error: str | None = None
+
+    def _files_stamp(self) -> tuple | None:
+        """Names, sizes and modification times of the rules files: unchanged files are not parsed again."""
+        try:
+            dirs = self.dirs if self.dirs is not None else rules_dirs(self.cfg)
+            files = _files(dirs, "triage") + _files(dirs, "noise")
+            return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+        except (OSError, SelfhealError):
+            return None
 
     @property
     def data(self) -> RuleData:
@@ -684,10 +704,14 @@ class TriageRules:
 
     def reload(self) -> str | None:
         """Re-read the rules files: None when they loaded (changed or not), else the error (old rules kept)."""
+        stamp = self._files_stamp()
+        if stamp is not None and stamp == self._stamp and self.last_error is None:
+            return None
         try:
             data = load_rules(self.cfg, self.dirs)
             if data.digest != self.engine.data.digest:
                 self.engine = engine_for(data)
+            self._stamp = stamp
         except SelfhealError as exc:
             self.last_error = str(exc)
             return self.last_error
@@ -702,6 +726,7 @@ def describe(data: RuleData) -> dict[str, Any]:
         "settings": {"check_sources": list(data.settings.check_sources), "check_attrs": list(data.settings.check_attrs),
                      "chunk_size": data.settings.chunk_size},
         "tune": {k: getattr(data.tune, k) for k in TuneSettings.__dataclass_fields__},
+        "origins": dict(data.origins),  # the file each settings/tune key came from
         "rules": [r.to_json() for r in data.rules],
         "patterns": [p.to_json() for p in data.patterns],
     }

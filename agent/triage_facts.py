@@ -187,10 +187,12 @@ class Fact:
     """One signal's fact plus what its verdict's reason and actions need."""
 
     __slots__ = ("signal", "fingerprint", "template", "fact", "check", "check_name", "threshold_from",
-                 "benign_description", "maintenance_reason", "warning")
+                 "benign_description", "maintenance_reason", "warning", "ts_text")
 
     def __init__(self, signal: Signal, fingerprint: str, template: str, fact: dict[str, Any]):
         self.signal = signal
+        # naive UTC, as the store keeps it (Signal.ts is always UTC)
+        self.ts_text = signal.ts.replace(tzinfo=None).isoformat(sep=" ")
         self.fingerprint = fingerprint
         self.template = template
         self.fact = fact
@@ -220,6 +222,7 @@ class FactBuilder:
         self.seen = seen
         self.changed_checks: dict[str, tuple] = {}
         self._thresholds: dict[str, tuple[int, str]] = {}
+        self._benign_seen: dict[tuple, tuple[str, str] | None] = {}
 
     def build(self, s: Signal, fingerprint: str, template: str) -> Fact:
         failure = s.level in FAILURE_LEVELS
@@ -292,11 +295,23 @@ class FactBuilder:
         if lb is not None:
             return f"learned:{lb.rule_id}", lb.explanation or "a learned benign failure mode"
         message = s.message
+        # Failure lines repeat word for word (a retry loop, a scanner): the patterns run once per distinct line.
+        key = (message, s.source, s.service)
+        found = self._benign_seen.get(key, False)
+        if found is not False:
+            return found
+        found = None
         if self.any_pattern is not None and self.any_pattern.search(message) is not None:
             for p in self.patterns:
                 if p.matches(s.source, s.service, message):
-                    return f"noise:{p.id}", p.description
-        for lb in self.learned.benign_patterns:
-            if lb.regex is not None and lb.regex.search(message):
-                return f"learned:{lb.rule_id}", lb.explanation or "a learned benign pattern"
-        return None
+                    found = f"noise:{p.id}", p.description
+                    break
+        if found is None:
+            for lb in self.learned.benign_patterns:
+                if lb.regex is not None and lb.regex.search(message):
+                    found = f"learned:{lb.rule_id}", lb.explanation or "a learned benign pattern"
+                    break
+        if len(self._benign_seen) >= 100_000:
+            self._benign_seen.clear()
+        self._benign_seen[key] = found
+        return found

@@ -239,3 +239,35 @@ def test_case_file_signals_are_not_mutated():
     before = copy.deepcopy(case.model_dump(mode="json"))
     analyze_case(case)
     assert case.model_dump(mode="json") == before
+
+
+def test_recurrence_under_another_symptom_does_not_repeat_the_old_fix():
+    """The archived chain started from the OOM log line, the new issue from the health check: the gate does not
+    see them as similar, but the archived root is true again after its fix, so proposing it again is refused."""
+    data = json.loads((DATA / "recurrence-template.json").read_text())
+    data.pop("expected")
+    data["signals"] = [s for s in data["signals"] if s["id"] not in ("r1", "r8")]  # no deploy, no template fact
+    old = data["archive"][0]["chain"]
+    old["nodes"] = old["nodes"][1:]
+    old["symptom"] = old["nodes"][0]["id"]
+    old["links"] = old["links"][1:]
+    old["nodes"].insert(0, {"id": "n9", "statement": "checkout-api workers are killed by the OOM killer",
+                            "observe": {"source": "log", "service": "checkout-api", "match": "Out of memory"}})
+    old["links"].insert(0, {"cause": old["nodes"][1]["id"], "effect": "n9",
+                            "mechanism": "the kernel kills the largest worker when memory runs out"})
+    old["symptom"] = "n9"
+    result = analyze_case(AnalysisCase.model_validate(data))
+    assert result.escalated
+    assert "repeats the root or fix of archived chain(s) C-0001" in result.reason
+    assert "holds again after its fix" in result.reason
+
+
+@pytest.mark.parametrize("path", [p for p in CASES if not json.loads(p.read_text())["expected"]["escalate"]],
+                         ids=lambda p: p.stem)
+def test_fix_params_are_what_the_remedy_catalog_accepts(path):
+    """The fixes the knowledge base drafts are executable: the remedy's allow-listed action validates its params."""
+    from agent.remedy.catalog import get_action
+
+    case, _ = load(path.name)
+    fix = analyze_case(case).chain.fix
+    get_action(fix.action).validate(fix.params)

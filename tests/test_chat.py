@@ -301,3 +301,15 @@ def test_cli_chat_reads_questions_until_end_of_input(cli, home_with_store):
     assert "certbot.timer is disabled on web-1" in proc.stdout
     assert "ISS-0006 was first detected at 2026-03-08T04:00:00Z (signal s30)" in proc.stdout
     assert "never read" not in proc.stdout
+
+
+def test_an_intent_without_an_answer_is_neither_matched_nor_offered(store, tmp_path):
+    path = tmp_path / "intents.yaml"
+    path.write_text(
+        "intents:\n"
+        "  - name: weather\n    description: the weather\n    patterns: ['\\bweather\\b']\n"
+        "  - name: open\n    description: what is open\n    examples: ['what is open?']\n    patterns: ['\\bopen\\b']\n")
+    bot = OfflineAnswerer(store, intents=load_intents(path))
+    a = bot.answer("what is the weather?")
+    assert a.intent == "unknown" and "the weather" not in a.text and "what is open" in a.text
+    assert bot.answer("what is open?").intent == "open"

@@ -134,3 +134,27 @@ def test_analyze_case_cli_judges_an_incident(tmp_path: Path, name: str):
         root = next(n for n in out["chain"]["nodes"] if n["id"] == out["chain"]["root"])
         assert re.search(want["root_statement"], root["statement"], re.IGNORECASE)
         assert out["gate"]["passed"] is True
+
+
+PHRASINGS = Path(__file__).parent / "data" / "incidents" / "phrasings.yaml"
+
+
+def _phrasings() -> list[tuple[str, str, str]]:
+    data = yaml.safe_load(PHRASINGS.read_text(encoding="utf-8"))
+    out = []
+    for mode, items in data.items():
+        for item in items:
+            if isinstance(item, str):
+                out.append((mode, "log", item))
+            else:
+                out.append((mode, item["source"], item["message"]))
+    return out
+
+
+@pytest.mark.parametrize("mode,source,message", _phrasings(), ids=lambda v: v[:48] if isinstance(v, str) else v)
+def test_knowledge_base_recognises_real_world_phrasing(mode: str, source: str, message: str):
+    from agent.analysis.offline import candidates
+
+    signal = Signal(ts="2026-01-01T00:00:00Z", source=source, service="svc", level="ERROR", message=message)
+    recognised = {m.id for m, _entry, _groups in candidates(load_modes(), signal)}
+    assert mode in recognised, f"{mode} does not recognise: {message}"

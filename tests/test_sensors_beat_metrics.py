@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from agent.clock import FakeClock
-from agent.config import Config
 from agent.sensors.base import SensorContext
 from agent.sensors.config import HeartbeatConfig, MetricConfig, parse_sensors
 from agent.sensors.heartbeat import HeartbeatSensor, beat_signal, beat_state

@@ -19,10 +19,9 @@ import yaml
 
 from agent.clock import FakeClock
 from agent.config import Config, load_config
-from agent.models import Signal
 from agent.sensors.base import Sensor
 from agent.sensors.config import parse_sensors
-from agent.sensors.runner import SensorRunner, build_sensors, sense_once
+from agent.sensors.runner import SensorRunner, sense_once
 from agent.store import Store
 from agent.store.signals import query_signals
 from agent.store.state import get_state

@@ -9,7 +9,6 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 
 from agent.clock import FakeClock
 from agent.config import Config
@@ -123,6 +122,15 @@ def test_configured_timeout_and_service_apply_and_busy_store_spools(tmp_path):
         [sig] = query_signals(busy, source="cron")
         assert sig.service == "reports" and sig.attrs["timed_out"] is True
         assert get_state(busy, "cron:slow", "last_run")["exit_code"] == 124
+
+
+def test_sensors_lists_the_last_run_of_a_configured_job(tmp_path):
+    (tmp_path / "selfheal.yaml").write_text("sensors:\n  cron:\n    - {name: backup, schedule: '0 3 * * *'}\n")
+    assert run_cli(tmp_path, "cron", "--name", "backup", "--", sys.executable, "-c", "raise SystemExit(3)").returncode == 3
+    import json
+
+    [row] = json.loads(run_cli(tmp_path, "sensors", "--json").stdout)
+    assert row["sensor"] == "cron:backup" and row["health"] == "failing" and "exit code 3" in row["last_message"]
 
 
 def test_broken_config_still_runs_the_job(tmp_path):

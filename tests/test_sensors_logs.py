@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +144,9 @@ def test_rotation_while_a_real_writer_is_writing(tmp_path):
     """A separate process logs through RotatingFileHandler while we poll: each line stored exactly once."""
     cfg = make_cfg(tmp_path, paths=["app.log"], multiline=False)
     n = 3000
+    clock = FakeClock(START)
+    store = Store.open(tmp_path / "store.duckdb")
+    sense_once(store, cfg, clock)  # the sensor watches before the service starts writing
     writer = subprocess.Popen([sys.executable, "-c", (
         "import logging, logging.handlers, sys, time\n"
         f"h = logging.handlers.RotatingFileHandler({str(tmp_path / 'app.log')!r}, maxBytes=4000, backupCount=200)\n"
@@ -156,8 +156,6 @@ def test_rotation_while_a_real_writer_is_writing(tmp_path):
         "    log.info('line %06d', i)\n"
         "    if i % 100 == 0: time.sleep(0.01)\n"
     )])
-    clock = FakeClock(START)
-    store = Store.open(tmp_path / "store.duckdb")
     try:
         restarts = 0
         while writer.poll() is None:

@@ -11,7 +11,6 @@ analyst takes over if the model cannot be reached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from agent.models import AnalysisCase, AnalysisResult, ArchiveEntry, Chain, GateResult, Signal
@@ -87,8 +86,12 @@ def analyze_case(case: AnalysisCase, cfg: "Config | None" = None, modes: "Sequen
     return outcome_result(outcome)
 
 
-def analyze_issue(store: "Store", cfg: "Config", issue_id: str, clock: "Clock | None" = None) -> AnalysisResult:
-    """Analyse one stored issue: gather evidence, probe, draft, gate, re-draft, store, set the issue's status."""
+def analyze_issue(store: "Store", cfg: "Config", issue_id: str, clock: "Clock | None" = None, *, probes: bool = True,
+                  modes: "Sequence[Mode] | None" = None) -> AnalysisResult:
+    """Analyse one stored issue: gather evidence, probe, draft, gate, re-draft, store, set the issue's status.
+
+    `probes=False` runs no probe (the stored probe signals are the state facts: evals replaying a recorded
+    incident); `modes` replaces the knowledge base."""
     from agent.analysis.run import run_issue
 
-    return run_issue(store, cfg, issue_id, clock)
+    return run_issue(store, cfg, issue_id, clock, probes=probes, modes=modes)

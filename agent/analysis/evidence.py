@@ -100,7 +100,33 @@ def gather(store: "Store", issue: dict[str, Any], symptom: Signal, *, window_s: 
     for s in query_signals(store, ids=[o["signal_id"] for o in occurrences(store, issue["id"])]):
         seen.setdefault(s.id or "", s)
     seen.setdefault(symptom.id or "", symptom)
+    for sid in _spent(store, issue, list(seen.values())):
+        seen.pop(sid, None)
     return sorted(seen.values(), key=lambda s: (s.ts, s.id or ""))
+
+
+def _spent(store: "Store", issue: dict[str, Any], signals: list[Signal]) -> set[str]:
+    """Evidence of incidents resolved before this issue opened: their failures, and the events their verified
+    chains cited (signals matching a chain node, up to its resolution). That failure mode was eliminated and
+    verified, so what explained it cannot explain a new failure; a recurrence is analysed from its own
+    signals after the fix (`since`)."""
+    from agent.gate import observe_matches
+    from agent.store.chains import archive_rows
+    from agent.store.issues import list_issues, triage_results
+
+    opened = issue["opened_at"]
+    done = [i["id"] for i in list_issues(store, status="resolved")
+            if i["id"] != issue["id"] and i["resolved_at"] is not None and i["resolved_at"] <= opened]
+    spent = {r["signal_id"] for i in done for r in triage_results(store, issue_id=i)}
+    for row in archive_rows(store):
+        if row["outcome"] != "resolved" or row["issue_id"] == issue["id"] or row["resolved_at"] is None \
+                or row["resolved_at"] > opened:
+            continue
+        observes = [n.observe for n in row["chain"].nodes if n.observe is not None and n.observe.source != "probe"]
+        for s in signals:
+            if s.ts <= row["resolved_at"] and any(observe_matches(o, s) for o in observes):
+                spent.add(s.id or "")
+    return spent
 
 
 def _merge(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.errors import InputError
-from agent.models import CATEGORIES, OPS, SOURCES
+from agent.models import CATEGORIES, SOURCES
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -409,7 +409,8 @@ def parse_mode(data: Any, path: Path) -> Mode:
         if node.fix:
             check_vars(f"nodes[{i}].fix.description", node.fix.description)
             for key, val in node.fix.params.items():
-                check_vars(f"nodes[{i}].fix.params.{key}", val)
+                for text in _strings(val):
+                    check_vars(f"nodes[{i}].fix.params.{key}", text)
             if node.fix.postcondition:
                 check_vars(f"nodes[{i}].fix.postcondition.match", node.fix.postcondition.match or "")
     for i, e in enumerate(edges):
@@ -426,6 +427,16 @@ def parse_mode(data: Any, path: Path) -> Mode:
     return Mode(id=m.id, title=m.title, description=m.description.strip(), defaults=defaults, facts=tuple(facts),
                 symptoms=tuple(symptoms), nodes=nodes, edges=tuple(edges), path=path,
                 causes_of={k: tuple(v) for k, v in causes.items()})
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
 
 
 def _check_probe(spec: Mapping[str, Any], fail: Any) -> None:

@@ -383,9 +383,17 @@ def support_metric(ctx: Context, node: NodeSpec, o: ObserveSpec, known: dict[str
         if o.value == "observed":
             bound = extreme
             # Every episode must be preceded by a match (the gate's necessity): the weakest per-episode peak.
-            for start in episodes:
+            previous: datetime | None = None
+            for start in sorted(episodes):
+                # The peak that preceded this episode: since the episode before it (a rise before an earlier
+                # episode belongs to that one), and for a recurrence since the fix that did not hold.
+                floor = start - timedelta(seconds=ctx.necessity_s)
+                for other in (previous, ctx.recurrence_since):
+                    if other is not None and other > floor:
+                        floor = other
+                previous = start
                 near = [float(s.value) for s in series  # type: ignore[arg-type]
-                        if start - timedelta(seconds=ctx.necessity_s) <= s.ts <= start + timedelta(seconds=ctx.skew_s)]
+                        if floor <= s.ts <= start + timedelta(seconds=ctx.skew_s)]
                 if near:
                     peak = max(near) if up else min(near)
                     bound = min(bound, peak) if up else max(bound, peak)
@@ -544,24 +552,25 @@ def _describe_spec(o: ObserveSpec) -> str:
 def resolve_vars(ctx: Context, mode: Mode, known: dict[str, str]) -> dict[str, str]:
     """Path variables, then facts, then defaults (which may themselves be templates)."""
     out = dict(known)
-    for fact in mode.facts:
-        regex = fill(fact.match or "", out, regex=True)
-        if regex is None:
-            continue
-        try:
-            pat = re.compile(regex)
-        except re.error:
-            continue
-        wanted = set(pat.groupindex) - set(out)
-        if not wanted:
-            continue
-        for s in reversed(ctx.matching(fact.source, "host", pat)[0]):
-            m = pat.search(s.message)
-            if m:
-                for k, v in m.groupdict().items():
+    # Every fact on the issue's own service first, then on the host: a URL in another service's log
+    # names another endpoint, and must not win over the one the issue's own signals name.
+    for scope in ("service", "host"):
+        for fact in mode.facts:
+            regex = fill(fact.match or "", out, regex=True)
+            if regex is None:
+                continue
+            try:
+                pat = re.compile(regex)
+            except re.error:
+                continue
+            if not set(pat.groupindex) - set(out):
+                continue
+            hit = next((m for s in reversed(ctx.matching(fact.source, scope, pat)[0]) if (m := pat.search(s.message))),
+                       None)
+            if hit:
+                for k, v in hit.groupdict().items():
                     if v is not None:
                         out.setdefault(k, v)
-                break
     for _ in range(3):  # defaults may refer to each other
         for k, v in mode.defaults.items():
             if k not in out:
@@ -609,18 +618,25 @@ def draft_chain(ctx: Context, mode: Mode, entry: SymptomSpec, path: list[Step], 
                  complete=complete)
 
 
+def _fill_value(value: Any, values: dict[str, str]) -> Any:
+    """Templates filled inside strings, lists and mappings; None when any variable is missing."""
+    if isinstance(value, str):
+        return fill(value, values)
+    if isinstance(value, list):
+        out = [_fill_value(v, values) for v in value]
+        return None if any(v is None for v in out) else out
+    if isinstance(value, dict):
+        filled = {k: _fill_value(v, values) for k, v in value.items()}
+        return None if any(v is None for v in filled.values()) else filled
+    return value
+
+
 def _fix(node: NodeSpec, values: dict[str, str], target: str) -> dict[str, Any] | None:
     spec = node.fix
     assert spec is not None
-    params: dict[str, Any] = {}
-    for k, v in spec.params.items():
-        if isinstance(v, str):
-            text = fill(v, values)
-            if text is None:
-                return None
-            params[k] = text
-        else:
-            params[k] = v
+    params = _fill_value(spec.params, values)
+    if params is None:
+        return None
     description = fill(spec.description, values)
     if description is None:
         return None
@@ -642,15 +658,43 @@ def _fix(node: NodeSpec, values: dict[str, str], target: str) -> dict[str, Any] 
 
 
 def similar_archive(ctx: Context) -> list[ArchiveEntry]:
-    """Archived chains of the same symptom (same observe source and service): this failure was fixed before."""
+    """Archived chains of this failure, i.e. fixed before: the same symptom (observe source and service), or a
+    chain about the same service whose root condition shows again in signals after its resolution."""
+    from agent.gate.matching import observe_matches
+
     out = []
     for entry in ctx.archive:
-        obs = entry.chain.symptom_node.observe
-        if obs is None:
+        chain = entry.chain
+        obs = chain.symptom_node.observe
+        if obs is not None and obs.source == ctx.symptom.source and \
+                (obs.service or None) == (ctx.symptom.service or None):
+            out.append(entry)
             continue
-        if obs.source == ctx.symptom.source and (obs.service or None) == (ctx.symptom.service or None):
+        services = {n.observe.service for n in chain.nodes if n.observe is not None and n.observe.service}
+        root = chain.root_node.observe
+        if ctx.service is None or ctx.service not in services or root is None:
+            continue
+        since = entry.resolved_at
+        if any(observe_matches(root, s) for s in ctx.of_source(root.source) if since is None or s.ts > since):
             out.append(entry)
     return out
+
+
+def _repeats(draft: "Draft", previous: Sequence[ArchiveEntry]) -> bool:
+    """The draft's root or fix is an archived one: the fix that did not hold, proposed again."""
+    root = draft.chain.root_node
+    norm = " ".join(root.statement.lower().split())
+    for entry in previous:
+        old = entry.chain
+        old_root = old.root_node
+        if " ".join(old_root.statement.lower().split()) == norm:
+            return True
+        if root.observe is not None and old_root.observe is not None and root.observe.key() == old_root.observe.key():
+            return True
+        if draft.chain.fix is not None and old.fix is not None and draft.chain.fix.action == old.fix.action \
+                and draft.chain.fix.params == old.fix.params:
+            return True
+    return False
 
 
 def recurrence_notes(ctx: Context, previous: Sequence[ArchiveEntry], judge: JudgeFn | None) -> list[str]:
@@ -720,10 +764,12 @@ def analyse(ctx: Context, modes: Sequence[Mode], judge: JudgeFn) -> Outcome:
     for d in drafts:
         key = repr((d.mode.id, d.kb_nodes, d.chain.root_node.statement, sorted(d.evidence.values())))
         unique.setdefault(key, d)
-    ordered = sorted(unique.values(), key=lambda d: d.score(), reverse=True)
+    # A draft that repeats an archived root or fix goes last: that fix already failed to hold.
+    ordered = sorted(unique.values(), key=lambda d: (not _repeats(d, previous), *d.score()), reverse=True)
 
     passed: Draft | None = None
     gated: list[Draft] = []
+    repeated: list[Draft] = []
     for d in ordered:
         if not d.complete or d.links < ctx.min_links:
             continue
@@ -731,6 +777,11 @@ def analyse(ctx: Context, modes: Sequence[Mode], judge: JudgeFn) -> Outcome:
             break
         d.gate = judge(d.chain)
         gated.append(d)
+        if d.gate.passed and previous and _repeats(d, previous):
+            # The gate only compares chains with the same symptom; the analyst also refuses to re-propose a fix
+            # that did not hold when the same failure shows under another symptom.
+            repeated.append(d)
+            continue
         if d.gate.passed:
             passed = d
             break
@@ -743,6 +794,10 @@ def analyse(ctx: Context, modes: Sequence[Mode], judge: JudgeFn) -> Outcome:
                 d.gate = judge(d.chain)
         best = max(pool, key=lambda d: (_checks_passed(d.gate), d.score()), default=None)
 
+    if passed is None and repeated:
+        ids = ", ".join(e.chain.id for e in previous)
+        notes.append(f"every chain the evidence supports repeats the root or fix of archived chain(s) {ids}, "
+                     "whose fix did not hold; the evidence of a deeper cause is missing")
     reason = _reason(ctx, found, passed, best, missing, notes)
     return Outcome(passed=passed, best=best, drafts=ordered, candidates=[(m, e) for m, e, _ in found],
                    missing=missing, notes=notes, reason=reason)

@@ -210,6 +210,10 @@ class ProbeRunner:
             path = self.resolve(str(spec["file"]))
             user = str(spec.get("user") or path.name)
             text = self._read_text(path) if path.is_file() else ""
+        elif (spool := self._user_crontab(str(spec.get("user") or _user(os.getuid())))) is not None:
+            # A crontab spool under the roots (Debian's /var/spool/cron/crontabs/<user>) is read as a file,
+            # the same file the remedy's set_crontab edits.
+            user, text = spool.name, self._read_text(spool)
         else:
             user = str(spec.get("user") or _user(os.getuid()))
             binary = shutil.which("crontab")
@@ -232,6 +236,13 @@ class ProbeRunner:
                 f"crontab {user}: {n} entr{'y' if n == 1 else 'ies'} match {spec['grep']}"
             facts.append((msg, {"user": user, "grep": spec["grep"], "matches": n}))
         return facts
+
+    def _user_crontab(self, user: str) -> Path | None:
+        for root in self.roots:
+            candidate = root / "crontabs" / user
+            if candidate.is_file() and self._inside(candidate.resolve()):
+                return candidate.resolve()
+        return None
 
     # ------------------------------------------------------------------ package_version
 

@@ -21,25 +21,43 @@ if TYPE_CHECKING:
 _KEEP_REJECTED = 5
 
 
-def run_issue(store: "Store", cfg: "Config", issue_id: str, clock: "Clock | None" = None) -> AnalysisResult:
-    from agent.analysis import Gatekeeper, make_context, outcome_result
+def run_issue(store: "Store", cfg: "Config", issue_id: str, clock: "Clock | None" = None, *, probes: bool = True,
+              modes: Any = None) -> AnalysisResult:
+    """`probes=False` runs no probe (a replayed store's recorded probe signals are the state facts); `modes`
+    replaces the knowledge base (evals judge a changed one)."""
     from agent.analysis import evidence as ev
     from agent.analysis.knowledge import load_modes
-    from agent.analysis.offline import analyse
-    from agent.analysis.probes import ProbeRunner
     from agent.clock import SystemClock
     from agent.store.issues import add_event
 
     clock = clock or SystemClock()
     issue = ev.get_issue(store, issue_id)
-    modes = load_modes(cfg)  # a broken knowledge base is reported before the issue changes state
+    if modes is None:
+        modes = load_modes(cfg)  # a broken knowledge base is reported before the issue changes state
     symptom = ev.symptom_signal(store, issue)
     now = clock.now()
     add_event(store, issue_id, "analysing", "analysing", now, signal_id=symptom.id,
               reason=f"analysing {symptom.source} signal {symptom.id}")
+    try:
+        return _analyse(store, cfg, issue, symptom, modes, clock, probes=probes)
+    except Exception as exc:
+        # Never leave an issue stuck in `analysing`: a person takes it, with the error as the reason.
+        add_event(store, issue_id, "needs-human", "analysis-failed", clock.now(),
+                  reason=f"analysis failed: {type(exc).__name__}: {exc}"[:4000])
+        raise
 
+
+def _analyse(store: "Store", cfg: "Config", issue: dict[str, Any], symptom: Signal, modes: Any,
+             clock: "Clock", probes: bool = True) -> AnalysisResult:
+    from agent.analysis import Gatekeeper, make_context, outcome_result
+    from agent.analysis import evidence as ev
+    from agent.analysis.offline import analyse
+    from agent.analysis.probes import ProbeRunner
     from agent.gate import GateSettings
+    from agent.store.issues import add_event
 
+    issue_id = issue["id"]
+    now = clock.now()
     archive = ev.archived_chains(store)
     settings = GateSettings.load(cfg)
     recurrence = ev.is_recurrence(store, issue_id)
@@ -54,9 +72,11 @@ def run_issue(store: "Store", cfg: "Config", issue_id: str, clock: "Clock | None
         probed.extend(found)
         return found
 
-    gate = Gatekeeper(signals, archive, cfg)
     service_cfg = cfg.remedy.services.get(symptom.service or "") if symptom.service else None
-    ctx = make_context(symptom, signals, archive, cfg, settings, probe=probe,
+    if probes:
+        signals = signals + _survey(probe, symptom, service_cfg)
+    gate = Gatekeeper(signals, archive, cfg)
+    ctx = make_context(symptom, signals, archive, cfg, settings, probe=probe if probes else None,
                        config_files=list(service_cfg.config_files) if service_cfg else [],
                        recurrence=recurrence, recurrence_since=since)
 
@@ -103,6 +123,19 @@ def run_issue(store: "Store", cfg: "Config", issue_id: str, clock: "Clock | None
         add_event(store, issue_id, "fixing", "analysed", done, chain_id=chosen_id, reason=result.reason[:4000],
                   attrs={"mode": getattr(result, "mode", None)})
     return result
+
+
+def _survey(probe: Any, symptom: Signal, service_cfg: Any) -> list[Signal]:
+    """Every key of the service's config files, read before the walk: the state facts most roots are about."""
+    from agent.analysis.probes import ProbeError
+
+    found: list[Signal] = []
+    for path in (service_cfg.config_files if service_cfg else []):
+        try:
+            found.extend(probe({"kind": "config_key", "file": path, "key_match": ".*", "service": symptom.service}))
+        except ProbeError:
+            continue  # an unreadable file is missing evidence, which the escalation reason names
+    return found
 
 
 def _store_drafts(store: "Store", issue_id: str, drafts: list[tuple[Chain, GateResult | None, str | None]],

@@ -71,68 +71,66 @@ def _check_kb(cfg: Any, json_out: bool) -> None:
 
 
 def show(result: Any, label: str) -> None:
-    """The chain as a tree from the symptom down to the root, then the fix and each check's verdict."""
-    from rich.markup import escape
+    """The chain as a tree from the symptom down to the root, then the fix and each check's verdict.
+
+    Text objects, not markup: statements and regexes are full of brackets."""
+    from rich.table import Table
+    from rich.text import Text
     from rich.tree import Tree
 
     from agent.gate import describe
 
     out = console()
-    verdict = "[bold red]ESCALATED (needs-human)[/]" if result.escalated else "[bold green]PASSED[/]"
-    mode = getattr(result, "mode", None)
-    analyst = getattr(result, "analyst", None)
-    head = f"[bold]{escape(label)}[/]  {verdict}"
-    if mode:
-        head += f"  mode [cyan]{escape(mode)}[/]"
-    if analyst:
-        head += f"  ({escape(analyst)})"
-    if getattr(result, "chain_id", None):
-        head += f"  chain {escape(result.chain_id)}"
+    head = Text.assemble((label, "bold"), "  ")
+    head.append("ESCALATED (needs-human)" if result.escalated else "PASSED",
+                style="bold red" if result.escalated else "bold green")
+    for name, prefix in (("mode", "  mode "), ("candidate_mode", "  candidate mode "), ("analyst", "  analyst "),
+                         ("chain_id", "  chain ")):
+        value = getattr(result, name, None)
+        if value:
+            head.append(prefix + str(value), style="cyan" if "mode" in name else "")
     out.print(head)
     chain = result.chain
     if chain is not None:
         effects = {link.cause: link for link in chain.links}
         causes = {link.effect: link.cause for link in chain.links}
         node = chain.symptom_node
-        tree = Tree(_node_label(node, "symptom", describe, escape))
-        branch = tree
-        seen = {node.id}
+        tree = Tree(_node_label(node, "symptom", describe, Text))
+        branch, seen = tree, {node.id}
         while node.id in causes and causes[node.id] not in seen:
             cause = chain.node(causes[node.id])
             seen.add(cause.id)
-            role = "root" if cause.id == chain.root else "why"
-            text = _node_label(cause, role, describe, escape)
-            text += f"\n[dim]because: {escape(effects[cause.id].mechanism)}[/]"
-            branch = branch.add(text)
+            label_text = _node_label(cause, "root" if cause.id == chain.root else "why", describe, Text)
+            label_text.append("\nbecause: " + effects[cause.id].mechanism, style="dim")
+            branch = branch.add(label_text)
             node = cause
         out.print(tree)
         if chain.fix is not None:
             fix = chain.fix
             params = ", ".join(f"{k}={v}" for k, v in fix.params.items())
-            out.print(f"[bold]fix[/] {escape(fix.action)}({escape(params)}) {escape('[' + fix.effect + ']')} -> {escape(fix.target or '?')}: "
-                      f"{escape(fix.description)}")
+            line = Text.assemble(("fix ", "bold"), f"{fix.action}({params}) [{fix.effect}] -> {fix.target or '?'}: ",
+                                 fix.description)
+            out.print(line)
             if fix.postcondition is not None:
-                out.print(f"    postcondition: {escape(describe(fix.postcondition))}")
+                out.print(Text("    postcondition: " + describe(fix.postcondition)))
     if result.gate is not None:
-        from rich.table import Table
-
         table = Table("check", "verdict", "reason", box=None)
         for name, check in result.gate.checks:
-            mark = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
+            mark = Text("pass", style="green") if check.passed else Text("FAIL", style="red")
             if getattr(check, "escalated", False):
-                mark += " [yellow](escalated)[/]"
-            table.add_row(name, mark, escape(check.reason))
+                mark.append(" (escalated)", style="yellow")
+            table.add_row(name, mark, Text(check.reason))
         out.print(table)
-        out.print(f"[dim]gate took {result.gate.elapsed_ms:.1f} ms[/]")
-    out.print(escape(result.reason))
+        out.print(Text(f"gate took {result.gate.elapsed_ms:.1f} ms", style="dim"))
+    out.print(Text(result.reason))
 
 
-def _node_label(node: Any, role: str, describe: Any, escape: Any) -> str:
+def _node_label(node: Any, role: str, describe: Any, text_cls: Any) -> Any:
+    colour = {"symptom": "red", "root": "bold magenta", "why": "default"}[role]
     cat = f" [{node.category}]" if node.category else ""
-    colour = {"symptom": "red", "root": "bold magenta", "why": "white"}[role]
-    text = f"[{colour}]{role} {escape(node.id)}{escape(cat)}: {escape(node.statement)}[/]"
+    text = text_cls(f"{role} {node.id}{cat}: {node.statement}", style=colour)
     if node.observe is not None:
-        text += f"\n[dim]observe: {escape(describe(node.observe))}[/]"
+        text.append("\nobserve: " + describe(node.observe), style="dim")
     return text
 
 

@@ -95,14 +95,22 @@ def sensor_rows(cfg: Any) -> list[dict[str, Any]]:
 
     sensors = build_sensors(cfg)
     statuses: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
     if cfg.store_path.exists():
         from agent.store.sensors import state_by_key
 
         with open_store(cfg, readonly=True) as store:
             statuses = state_by_key(store, "status")
+            runs = state_by_key(store, "last_run")
     rows = []
     for s in sensors:
         st = statuses.get(s.id)
+        run = runs.get(s.id)
+        if run and (not st or not st.get("last_ts") or run.get("ended_at", "") >= st.get("last_ts", "")):
+            # A cron job's latest run (recorded by `selfheal cron`) is its latest reading.
+            st = dict(st or {}, last_level=run.get("level"), last_ts=run.get("ended_at"),
+                      last_message=f"last run ended {run.get('ended_at')} with exit code {run.get('exit_code')}",
+                      last_run=(st or {}).get("last_run") or run.get("ended_at"))
         rows.append({
             "sensor": s.id,
             "kind": s.kind,
@@ -211,8 +219,7 @@ def cron(
 ) -> None:
     """Run a cron job, record its outcome as a signal, and exit with the job's own exit code.
 
-    A non-zero exit, a kill by signal (exit 128+N) or running past the timeout (exit 124)
-    is an ERROR signal carrying the tail of the job's output.
+    A non-zero exit, a kill by signal (exit 128+N) or running past the timeout (exit 124) is an ERROR signal carrying the tail of the job's output. In a crontab: selfheal cron --name backup --timeout 3600 -- /usr/local/bin/backup --full
     """
     _globals(config_path, home)
     from agent.clock import SystemClock

@@ -25,10 +25,9 @@ def triage(
     learned rules); `new` opens an issue, `ongoing` attaches to it,
     `recurrence` reopens a resolved one. Signals and verdicts are stored.
     """
-    from agent.models import load_signals_file
-    from agent.triage import Triage
+    from agent.triage import Triage, load_signals
 
-    signals = load_signals_file(file)
+    signals = load_signals(file)
     cfg = config()
     if fresh:
         from agent.store import Store
@@ -50,13 +49,10 @@ def triage(
 def _render_verdicts(results: list) -> None:
     from collections import Counter
 
-    from rich.table import Table
-
     counts = Counter(r.verdict for r in results)
     shown = results if len(results) <= 300 else [r for r in results if r.verdict not in ("info", "noise")]
-    table = Table("signal", "verdict", "issue", "rule", "reason", box=None)
-    for r in shown:
-        table.add_row(r.signal_id, r.verdict, r.issue or "", r.rule, r.reason[:110])
+    table = _table(["signal", "verdict", "issue", "rule"], "reason",
+                   [[r.signal_id, r.verdict, r.issue or "", r.rule, r.reason] for r in shown], fold=True)
     out = console()
     if shown:
         out.print(table)
@@ -89,12 +85,9 @@ def issues(
     if json_out:
         print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table("issue", "kind", "status", "opened", "last seen", "occ.", "title", box=None)
-    for r in rows:
-        table.add_row(r["id"], r["kind"], r["status"], _when(r["opened_at"]), _when(r["last_seen"]),
-                      str(r["occurrences"]), r["title"][:90])
+    table = _table(["issue", "status", "opened", "last seen", "occ."], "title",
+                   [[r["id"], r["status"] + (" (warning)" if r["kind"] == "warning" else ""), _when(r["opened_at"]),
+                     _when(r["last_seen"]), str(r["occurrences"]), r["title"]] for r in rows])
     out = console()
     out.print(table if rows else "no issues")
 
@@ -119,8 +112,32 @@ def _issue_json(i: dict[str, Any], activity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _table(fixed: list[str], flexible: str, rows: list[list[str]], *, fold: bool = False):
+    """A table whose fixed columns keep their full width and whose last column takes the rest of the
+    terminal, wrapped (fold) or cut short."""
+    from rich.table import Table
+
+    widths = [max([len(name)] + [len(r[i]) for r in rows]) for i, name in enumerate(fixed)]
+    room = max(24, console().width - sum(widths) - 2 * len(fixed) - 2)
+    table = Table(box=None, pad_edge=False)
+    for name, width in zip(fixed, widths):
+        table.add_column(name, no_wrap=True, min_width=width)
+    table.add_column(flexible, overflow="fold", max_width=room)
+    for r in rows:
+        last = r[-1] if fold or len(r[-1]) <= room else r[-1][: room - 1] + "…"
+        table.add_row(*[escape(x) for x in r[:-1]], escape(last))
+    return table
+
+
+def escape(text: str) -> str:
+    """User text (log lines like "[ERROR] ...") printed literally, not as rich markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _when(dt: datetime | None) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M:%S") if dt else ""
+    return dt.strftime("%Y-%m-%d %H:%M") if dt else ""
 
 
 def show(
@@ -175,22 +192,22 @@ def _render_issue(data: dict[str, Any]) -> None:
 
     out = console()
     i = data["issue"]
-    out.print(f"[bold]{i['id']}[/bold] ({i['kind']}, {i['status']}): {i['title']}")
-    out.print(f"fingerprint {i['fingerprint']}  {i['source'] or ''} {i['service'] or ''} {i['host'] or ''}".rstrip())
+    out.print(f"[bold]{i['id']}[/bold] ({i['kind']}, {i['status']}): {escape(i['title'])}")
+    out.print(escape(f"fingerprint {i['fingerprint']}  {i['source'] or ''} {i['service'] or ''} {i['host'] or ''}".rstrip()))
     out.print(f"opened {_when(i['opened_at'])}, {i['occurrences']} occurrence(s), last seen {_when(i['last_seen'])}")
-    table = Table("time", "what", "detail", box=None)
+    rows = []
     for item in data["timeline"]:
         if item["kind"] == "occurrence":
-            table.add_row(_when(item["ts"]), item["verdict"], f"{item['signal_id']}: {(item.get('message') or '')[:100]}")
+            rows.append([_when(item["ts"]), item["verdict"], f"{item['signal_id']}: {item.get('message') or ''}"])
         else:
+            what = item["event"] if item["event"] == item["status"] else f"{item['event']} -> {item['status']}"
             extra = " ".join(x for x in (item.get("chain_id"), item.get("fix_id")) if x)
-            table.add_row(_when(item["ts"]), f"{item['event']} -> {item['status']}",
-                          " ".join(x for x in ((item.get("reason") or "")[:100], extra) if x))
-    out.print(table)
+            rows.append([_when(item["ts"]), what, " ".join(x for x in (item.get("reason") or "", extra) if x)])
+    out.print(_table(["time", "what"], "detail", rows, fold=True))
     for c in data["chains"]:
         verdict = {True: "passed the gate", False: "rejected by the gate", None: "not gated"}[c["passed"]]
         root = next((n for n in c["chain"]["nodes"] if n["id"] == c["chain"]["root"]), {})
-        out.print(f"chain {c['id']} ({c['analyst']}, {verdict}): root: {root.get('statement', '?')}")
+        out.print(escape(f"chain {c['id']} ({c['analyst']}, {verdict}): root: {root.get('statement', '?')}"))
     for g in data["gate_results"]:
         failed = [k for k, v in g["checks"].items() if not v.get("passed")]
         out.print(f"gate {g['chain_id']}: {'passed' if g['passed'] else 'failed ' + ', '.join(failed)}")
@@ -265,18 +282,33 @@ def rules(
         return
     from rich.table import Table
 
+    from pathlib import Path
+
     out = console()
-    out.print("rules files: " + ", ".join(data["files"]))
-    table = Table("pri", "rule", "verdict", "when", "from", box=None)
-    for r in data["rules"]:
-        table.add_row(str(r["priority"]), r["id"], r["verdict"] + (f" ({r['subject']})" if r["subject"] != "fingerprint" else ""),
-                      dumps(r["when"]), r["origin"])
-    out.print(table)
-    table = Table("noise pattern", "why benign", "from", box=None)
-    for p in data["patterns"]:
-        table.add_row(p["id"], p["description"][:80], p["origin"])
-    out.print(table)
+    out.print(escape("rules files: " + ", ".join(data["files"])))
+    out.print(_table(["pri", "rule", "verdict", "from"], "when", [
+        [str(r["priority"]), r["id"], r["verdict"] + (f" ({r['subject']})" if r["subject"] != "fingerprint" else ""),
+         Path(r["origin"]).name, _condition_text(r["when"])] for r in data["rules"]], fold=True))
+    out.print(_table(["noise pattern", "from"], "why benign",
+                     [[p["id"], Path(p["origin"]).name, p["description"]] for p in data["patterns"]], fold=True))
     _render_learned(learned_rows)
+
+
+_SYMBOLS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": " in ", "not_in": " not in "}
+
+
+def _condition_text(when: dict[str, Any]) -> str:
+    """A rule's `when` as one readable line: failure=true consecutive<$threshold any(a | b)."""
+    parts = []
+    for key, value in when.items():
+        if key == "any":
+            parts.append("any(" + " | ".join(_condition_text(v) for v in value) + ")")
+        elif isinstance(value, dict):
+            op, operand = next(iter(value.items()))
+            parts.append(f"{key}{_SYMBOLS.get(op, ' ' + op + ' ')}{dumps(operand)}")
+        else:
+            parts.append(f"{key}={dumps(value)}")
+    return " ".join(parts) or "always"
 
 
 def _learned_rows(cfg: Any) -> list[dict[str, Any]]:
@@ -292,17 +324,13 @@ def _learned_rows(cfg: Any) -> list[dict[str, Any]]:
 
 
 def _render_learned(rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
     out = console()
     if not rows:
         out.print("no learned rules")
         return
-    table = Table("learned rule", "kind", "status", "from", "explanation", box=None)
-    for r in rows:
-        provenance = " ".join(x for x in (r["issue_id"], r["chain_id"]) if x) or "tune"
-        table.add_row(r["id"], r["kind"], r["status"], provenance, r["explanation"][:100])
-    out.print(table)
+    out.print(_table(["learned rule", "kind", "status", "from"], "explanation", [
+        [r["id"], r["kind"], r["status"], " ".join(x for x in (r["issue_id"], r["chain_id"]) if x) or "tune",
+         r["explanation"]] for r in rows], fold=True))
 
 
 def tune(
@@ -335,7 +363,7 @@ def tune(
         return
     for p in proposals:
         mark = "applied " if p.applied else ""
-        out.print(f"{mark}{p.kind} {p.rule_id}: {p.explanation}")
+        out.print(escape(f"{mark}{p.kind} {p.rule_id}: {p.explanation}"))
     if not apply_:
         out.print("(run with --apply to write them as learned rules)")
 

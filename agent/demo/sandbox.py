@@ -70,6 +70,7 @@ def build(root: Path, home: Path, *, watch_window_s: float) -> Sandbox:
     # The deploy template is the source of truth; `ops deploy` renders the live shop.ini from it.
     shutil.copy(FILES.joinpath("shop.ini.j2"), box.shop_template)
     box.path("run/ports.json").write_text(json.dumps(ports))
+    shutil.copy(FILES.joinpath("runtime.ini"), box.path("etc/shop/runtime.ini"))
     shutil.copy(FILES.joinpath("worker.ini"), box.path("etc/worker/worker.ini"))
     box.path("etc/tls/tls.ini").write_text(_render("tls.ini.j2", ports=ports))
     shutil.copy(FILES.joinpath("crontab"), box.path("crontabs/root"))

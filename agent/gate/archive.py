@@ -252,8 +252,11 @@ class _Space:
                 continue
             for tok in sorted(s, key=rank.__getitem__)[: _prefix_len(len(s), t)]:
                 postings.setdefault(tok, []).append(idx)
-        # Tuples of ints are immutable and untracked by the garbage collector: a big index costs no GC pauses.
-        self.postings: dict[str, tuple[int, ...]] = {tok: tuple(ids) for tok, ids in postings.items()}
+        # Tuples of ints (or a bare int for the many tokens only one chain has) are immutable and untracked by the
+        # garbage collector: a big index costs no collection pauses, and little memory.
+        self.postings: dict[str, int | tuple[int, ...]] = {
+            tok: ids[0] if len(ids) == 1 else tuple(ids) for tok, ids in postings.items()
+        }
 
     def candidates(self, query: Collection[str], t: float, out: set[int]) -> None:
         if not query:
@@ -264,7 +267,11 @@ class _Space:
         postings = self.postings
         for tok in ordered[: _prefix_len(len(query), t)]:
             hit = postings.get(tok)
-            if hit:
+            if hit is None:
+                continue
+            if type(hit) is int:
+                out.add(hit)
+            else:
                 out.update(hit)
 
 
@@ -364,8 +371,16 @@ class ArchiveIndex:
         best = 0.0
         found: list[tuple[float, Features]] = []
         words, feats = bucket.words, bucket.feats
+        # jaccard() inlined: this loop is the archive check's hot path.
+        cw, cf = frozenset(cand.words), frozenset(cand.feats)
+        nw, nf = len(cw), len(cf)
         for i in idx:
-            sim = max(jaccard(cand.words, words[i]), jaccard(cand.feats, feats[i]))
+            w, f = words[i], feats[i]
+            inter = len(cw.intersection(w))
+            sim = inter / (nw + len(w) - inter) if w else 0.0
+            inter = len(cf.intersection(f))
+            if f and inter / (nf + len(f) - inter) > sim:
+                sim = inter / (nf + len(f) - inter)
             if sim >= t:
                 found.append((sim, bucket.record(i)))
             elif sim > best:

@@ -61,7 +61,7 @@ class LogSensorConfig(SensorBase):
     multiline_flush_s: float = Field(default=1.0, ge=0)
     max_entry_lines: int = Field(default=500, ge=1)
     max_line_bytes: int = Field(default=64 * 1024, ge=256)
-    max_bytes_per_poll: int = Field(default=32 * 1024 * 1024, ge=4096)
+    max_bytes_per_poll: int = Field(default=4 * 1024 * 1024, ge=4096)  # per round; a backlog takes several
     default_level: Level = "INFO"
     infer_level: bool = True
     min_level: Level = "DEBUG"

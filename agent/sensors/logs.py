@@ -39,6 +39,7 @@ from agent.store.sensors import delete_state, state_with_prefix
 from agent.store.state import get_state, set_state
 
 _HEAD_BYTES = 256
+_MAX_MESSAGE = 256 * 1024  # one entry's text; a runaway trace is cut, not stored whole
 _PREFIX = "file:"
 
 
@@ -72,10 +73,14 @@ class LogSensor(Sensor):
     def poll(self, store: Store, clock: Clock) -> list[Signal]:
         self.warnings = []
         self.backlog = False
-        self._listings: dict[str, dict[tuple[int, int], str]] = {}
+        self._listings = {}  # directory listings are cached for one round only
         now = clock.now()
         poll_ns = time.time_ns()  # before any stat: a file written after it has a later mtime
         tracked = state_with_prefix(store, self.id, _PREFIX)  # "file:<fid>" -> state
+        for t in tracked.values():  # states written by an earlier version lack these
+            t.setdefault("at", t.get("path"))
+            t.setdefault("lost_since", None)
+            t.setdefault("seen_ns", None)
         initialized = bool(get_state(store, self.id, "initialized", False))
         last_poll_ns = get_state(store, self.id, "polled_ns")
         current = self._matching_files(tracked.values())
@@ -178,7 +183,12 @@ class LogSensor(Sensor):
                     found[os.path.abspath(name)] = fst
                     matched = True
             if not matched and not any(fnmatch.fnmatch(t["path"], pattern) for t in tracked):
-                self.warn(f"{pattern}: no such file" if not glob.has_magic(pattern) else f"{pattern}: no file matches")
+                if glob.has_magic(pattern):
+                    self.warn(f"{pattern}: no file matches")
+                elif os.path.isdir(pattern):
+                    self.warn(f"{pattern}: is a directory (follow its files with a glob such as {pattern.rstrip('/')}/*.log)")
+                else:
+                    self.warn(f"{pattern}: no such file")
         return found
 
     def _new_state(self, path: str, fst: os.stat_result, start: int, logical: str | None = None) -> dict[str, Any]:
@@ -211,13 +221,12 @@ class LogSensor(Sensor):
 
     def _locate(self, st: dict[str, Any], ident: tuple[int, int]) -> str | None:
         """Where the file with this identity is now: where it was, or a sibling named after the original."""
-        for candidate in (st["at"],):
-            try:
-                fst = os.stat(candidate)
-                if (fst.st_dev, fst.st_ino) == ident:
-                    return candidate
-            except OSError:
-                pass
+        try:
+            fst = os.stat(st["at"])
+            if (fst.st_dev, fst.st_ino) == ident:
+                return st["at"]
+        except OSError:
+            pass
         folder = os.path.dirname(st["path"])
         stem = os.path.basename(st["path"]).split(".")[0]
         for fresh in (False, True):  # a rename cascade may be under way: look twice
@@ -269,9 +278,9 @@ class LogSensor(Sensor):
             size = fst.st_size
             st["size"] = size
             if size < st["offset"]:
-                self._restart(st, "truncated")
+                self._restart(st)  # copytruncate
             elif st["head_len"] and size > st["offset"] and _head_hash(fh.fileno(), st["head_len"]) != st["head"]:
-                self._restart(st, "rewritten")
+                self._restart(st)  # truncated and written again past the old offset, or replaced in place
             if st["head_len"] < _HEAD_BYTES and size > st["head_len"]:
                 length = min(size, _HEAD_BYTES)
                 head = _head_hash(fh.fileno(), length)
@@ -291,7 +300,7 @@ class LogSensor(Sensor):
         return self._consume(path, st, data, offset, fst.st_mtime, now, at_eof=at_eof, final=final and at_eof)
 
     @staticmethod
-    def _restart(st: dict[str, Any], why: str) -> None:
+    def _restart(st: dict[str, Any]) -> None:
         st.update(offset=0, gen=st["gen"] + 1, held_end=None, head=None, head_len=0)
 
     def _consume(self, path: str, st: dict[str, Any], data: bytes, offset: int, mtime: float, now: datetime, *,
@@ -362,5 +371,8 @@ class LogSensor(Sensor):
         if len(entry.lines) > 1 or entry.dropped:
             attrs["lines"] = len(entry.lines) + entry.dropped
         sid = "log-" + hashlib.sha1(f"{self.id}|{st['fid']}|{st['gen']}|{entry.offset}".encode()).hexdigest()[:20]
+        message = entry.text()
+        if len(message) > _MAX_MESSAGE:
+            message = message[:_MAX_MESSAGE] + f"\n... ({len(message) - _MAX_MESSAGE} more characters)"
         return Signal(id=sid, ts=ts, source="log", service=service, host=self.ctx.host, level=level,
-                      message=entry.text(), attrs=attrs)
+                      message=message, attrs=attrs)

@@ -111,7 +111,7 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def build_sensors(cfg: Any, sconf: SensorsConfig | None = None) -> list[Sensor]:
+def build_sensors(cfg: Any, sconf: SensorsConfig | None = None, warnings: list[str] | None = None) -> list[Sensor]:
     """One sensor per enabled entry of every section, in config order."""
     sconf = sconf or sensors_config(cfg)
     ctx = SensorContext.from_config(cfg, sconf.host)
@@ -122,7 +122,11 @@ def build_sensors(cfg: Any, sconf: SensorsConfig | None = None) -> list[Sensor]:
             continue
         cls = getattr(importlib.import_module(module), cls_name)
         sensors.extend(cls(entry, ctx) for entry in entries)
-    sensors.extend(_openclaw_sensors(cfg, ctx))
+    try:
+        sensors.extend(_openclaw_sensors(cfg, ctx))
+    except Exception as exc:  # an optional integration must not take the configured sensors down
+        if warnings is not None:
+            warnings.append(f"openclaw: {describe_exception(exc)}")
     return sensors
 
 
@@ -140,7 +144,9 @@ class SensorRunner:
     def __init__(self, cfg: Any, sensors: Sequence[Sensor] | None = None):
         self.cfg = cfg
         self.sconf = sensors_config(cfg)
-        self.sensors: list[Sensor] = list(sensors) if sensors is not None else build_sensors(cfg, self.sconf)
+        self.build_warnings: list[str] = []
+        self.sensors: list[Sensor] = (list(sensors) if sensors is not None
+                                      else build_sensors(cfg, self.sconf, self.build_warnings))
 
     def due(self, now: datetime) -> list[Sensor]:
         return [s for s in self.sensors if s.due(now)]
@@ -151,7 +157,8 @@ class SensorRunner:
 
         now = clock.now()
         report = SenseReport(at=now)
-        report.spooled, report.warnings = spool.ingest(store, self.cfg)
+        report.spooled, spool_warnings = spool.ingest(store, self.cfg)
+        report.warnings = self.build_warnings + spool_warnings
         chosen = [s for s in self.sensors if (not only_due or s.due(now)) and _selected(s, names)]
         measured = self._measure_concurrently([s for s in chosen if isinstance(s, MeasuredSensor)], clock)
         for sensor in chosen:

@@ -33,7 +33,7 @@ from agent.clock import Clock, SystemClock
 from agent.config import Config
 from agent.models import Signal
 from agent.server import auth
-from agent.server.backend import TRIAGE_BATCH, Backend
+from agent.server.backend import TRIAGE_BATCH, Backend, TriageFailed
 from agent.server.ingest import IngestError, parse_alertmanager, parse_signals, read_body
 from agent.server.metrics import CONTENT_TYPE, LatencyMiddleware, Metrics
 from agent.server.views import dumps, issue_detail, list_issues
@@ -55,6 +55,7 @@ class IngestResult(BaseModel):
     duplicates: int
     verdicts: dict[str, int] | None = None
     issues: list[str] | None = None
+    triage_error: str | None = None
 
 
 class ErrorBody(BaseModel):
@@ -161,16 +162,26 @@ def create_app(cfg: Config, *, backend: Backend | None = None, clock: Clock | No
         require_write(request, endpoint)
         try:
             body = await read_body(request.stream(), request.headers, limits.max_body_bytes)
-            signals = await run_in_threadpool(parse, body, request.headers.get("content-type"))
+            signals = await run_in_threadpool(parse, body)
         except IngestError as exc:
             metrics.rejected.labels(endpoint, str(exc.status)).inc()
             return JSON(exc.body(), status_code=exc.status)
+        except Exception as exc:  # a body that trips a validator in an unforeseen way is still the body's fault
+            log.exception("ingest: unexpected error while validating a %s body", endpoint)
+            metrics.rejected.labels(endpoint, "422").inc()
+            return JSON({"detail": f"invalid {endpoint} body: {type(exc).__name__}: {exc}"}, status_code=422)
         b = current()
-        new, results = await run_in_threadpool(b.ingest, signals, wait=wait)
+        triage_error = None
+        try:
+            new, results = await run_in_threadpool(b.ingest, signals, wait=wait)
+        except TriageFailed as exc:
+            new, results, triage_error = exc.stored, [], str(exc)
         metrics.ingested.labels(endpoint).inc(new)
         metrics.duplicates.labels(endpoint).inc(len(signals) - new)
         out: dict[str, Any] = {"received": len(signals), "stored": new, "duplicates": len(signals) - new}
-        if wait:
+        if triage_error is not None:
+            out["triage_error"] = triage_error
+        elif wait:
             verdicts: dict[str, int] = {}
             for r in results:
                 verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
@@ -183,8 +194,8 @@ def create_app(cfg: Config, *, backend: Backend | None = None, clock: Clock | No
               summary="Ingest contract signals (JSON array or NDJSON); all or nothing, idempotent by id")
     async def post_signals(request: Request, wait: bool = Query(False, description="Triage the batch before answering "
                                                                                    "and return its verdicts.")):
-        def parse(body: bytes, content_type: str | None):
-            return parse_signals(body, content_type, limits.max_batch)
+        def parse(body: bytes):
+            return parse_signals(body, limits.max_batch)
 
         return await _ingest(request, "signals", parse, wait)
 
@@ -192,7 +203,7 @@ def create_app(cfg: Config, *, backend: Backend | None = None, clock: Clock | No
               openapi_extra=_alertmanager_body_doc(),
               summary="Alertmanager webhook receiver: one `alert` signal per alert")
     async def post_alertmanager(request: Request, wait: bool = Query(False)):
-        def parse(body: bytes, content_type: str | None):
+        def parse(body: bytes):
             signals = parse_alertmanager(body, clock.now())
             if len(signals) > limits.max_batch:
                 raise IngestError(413, f"payload of {len(signals)} alerts exceeds server.max_batch ({limits.max_batch})")
@@ -272,7 +283,8 @@ def _mount_docs(app: FastAPI) -> None:
             return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="selfheal API",
                                        swagger_js_url=f"{root}/docs-static/swagger-ui-bundle.js",
                                        swagger_css_url=f"{root}/docs-static/swagger-ui.css",
-                                       swagger_favicon_url=f"{root}/docs-static/favicon.png")
+                                       swagger_favicon_url=f"{root}/docs-static/favicon.png",
+                                       swagger_ui_parameters={"validatorUrl": None})
         return
 
     @app.get("/docs", include_in_schema=False)

@@ -26,8 +26,25 @@ from agent.models import Signal, TriageResult, rfc3339
 from agent.store import Store
 
 log = logging.getLogger("selfheal.server")
-TRIAGE_BATCH = 2000
+TRIAGE_BATCH = 1000
+INGEST_FIRST_S = 2.0  # the longest triage waits for a stream of ingest batches before it takes a turn
 IDLE_POLL_S = 2.0  # the triage thread also looks for signals stored by others (the loop's sensors, the spool)
+
+
+class TriageFailed(Exception):
+    """The batch was stored, but judging it failed (it stays pending for the background triage)."""
+
+    def __init__(self, stored: int, reason: str):
+        super().__init__(reason)
+        self.stored = stored
+
+
+@dataclass
+class _Pending:
+    signals: list[Signal]
+    new: int = 0
+    done: bool = False
+    error: BaseException | None = None
 
 
 @dataclass
@@ -53,6 +70,8 @@ class Backend:
         self.loop_interval_s = loop_interval_s
         self.on_verdicts = on_verdicts
         self._lock = threading.RLock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Pending] = []
         # Readers' cursors are spawned from a connection of their own: the writer's is never touched off its lock.
         self._spawn_lock = threading.Lock()
         self._spawner = store.con.cursor()
@@ -87,17 +106,58 @@ class Backend:
     # ------------------------------------------------------------------ writes
 
     def ingest(self, signals: Sequence[Signal], *, wait: bool = False) -> tuple[int, list[TriageResult]]:
-        """Store the batch (one transaction: all or nothing, idempotent by id); with `wait`, triage it before returning."""
-        from agent.store.signals import insert_signals
+        """Store the batch (all or nothing, idempotent by id); with `wait`, triage it before returning.
 
+        Group commit: batches that arrive while the writer is busy are stored together, in one transaction,
+        by whichever request takes the writer next; each still learns how many of its own signals were new.
+        """
+        entry = _Pending(list(signals))
+        with self._pending_lock:
+            self._pending.append(entry)
         results: list[TriageResult] = []
-        with self.writer() as store:
-            new = insert_signals(store, signals)
-            if wait and self.triage_enabled:
-                results = self._triage_pending_locked()
-        if new and not wait:
+        with self.writer():
+            if not entry.done:
+                with self._pending_lock:
+                    group, self._pending = self._pending, []
+                self._store_group(group)
+            if entry.error is None and wait and self.triage_enabled:
+                try:
+                    results = self._triage_pending_locked()
+                except Exception as exc:  # stored all the same; the background triage retries them
+                    self._triage = None
+                    self.triage_state.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("triage after ingest failed")
+                    self._wake.set()
+                    raise TriageFailed(entry.new, str(exc)) from exc
+        if entry.error is not None:
+            raise entry.error
+        if entry.new and not wait:
             self._wake.set()
-        return new, results
+        return entry.new, results
+
+    def _store_group(self, group: list["_Pending"]) -> None:
+        from agent.store.signals import existing_ids, insert_signals
+
+        try:
+            if len(group) == 1:
+                group[0].new = insert_signals(self.store, group[0].signals)
+            else:
+                combined = [s for e in group for s in e.signals]
+                seen = existing_ids(self.store, [s.id for s in combined])
+                insert_signals(self.store, combined)
+                for e in group:
+                    n = 0
+                    for s in e.signals:
+                        if s.id not in seen:
+                            seen.add(s.id)
+                            n += 1
+                    e.new = n
+        except Exception as exc:  # the one transaction rolled back: nothing of any batch in the group is stored
+            for e in group:
+                e.error = exc
+        finally:
+            for e in group:
+                e.done = True
 
     def triage_now(self) -> list[TriageResult]:
         """Judge every stored signal without a verdict, now (the writer held throughout)."""
@@ -163,6 +223,7 @@ class Backend:
                         log.warning("triage rules not reloaded, the previous rules stay active: %s", error)
                 judged = 0
                 while not self._stop.is_set():
+                    self._yield_to_ingest()
                     with self.writer():
                         batch = tstore.pending_signals(self.store, self.triage_batch)
                         if not batch:
@@ -179,6 +240,12 @@ class Backend:
                 self._stop.wait(IDLE_POLL_S)
         self.triage_state.running = False
 
+    def _yield_to_ingest(self) -> None:
+        """Ingest is what clients wait for, triage is not: batches waiting for the writer go first (for a while)."""
+        deadline = time.monotonic() + INGEST_FIRST_S
+        while self._pending and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.002)
+
     def _loop_worker(self) -> None:
         from agent.loop import run_pass
         from agent.store import state as state_store
@@ -187,8 +254,8 @@ class Backend:
         try:
             with self.writer() as store:
                 cycle_id = state_store.start_cycle(store, "serve", self.clock.now())
-            self.loop_state.detail["cycle"] = cycle_id
             passes = 0
+            self.loop_state.detail.update(cycle=cycle_id, passes=passes)
             while not self._stop.is_set():
                 started = time.perf_counter()
                 with self.writer() as store:

@@ -19,8 +19,6 @@ from pydantic import TypeAdapter, ValidationError
 from agent.errors import InputError
 from agent.models import Signal
 
-NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
-                "application/jsonlines", "text/plain")
 _LIST = TypeAdapter(list[Signal])
 _NOISE_LOC = ("function-after[_assign_id(), Signal]",)
 
@@ -92,16 +90,16 @@ def _text(body: bytes) -> str:
 # --------------------------------------------------------------------------- signals
 
 
-def parse_signals(body: bytes, content_type: str | None, max_batch: int) -> list[Signal]:
+def parse_signals(body: bytes, max_batch: int) -> list[Signal]:
     """Contract signals from a JSON array, one JSON object, or NDJSON (one object per line)."""
     text = _text(body)
     head = text.lstrip()[:1]
     if not head:
         raise IngestError(400, "empty request body: expected a JSON array of signals or NDJSON (one signal per line)")
-    mime = (content_type or "").split(";")[0].strip().lower()
-    if head == "[" and mime not in NDJSON_TYPES:
+    # The body says what it is, whatever its Content-Type (curl -d sends form-urlencoded): NDJSON never starts with '['.
+    if head == "[":
         signals = _array(text)
-    elif head == "{" and mime not in NDJSON_TYPES and _single_object(text):
+    elif head == "{" and _single_object(text):
         signals = _ndjson_items([(1, text)], max_batch)
     else:
         signals = _ndjson(text, max_batch)

@@ -20,6 +20,8 @@ from agent.store.signals import row_to_signal
 # checked first; a value that contains one of them falls back to list parameters.
 
 RS, US, NUL = "\x1e", "\x1f", "\x00"
+# One encoder for every row: json.dumps(..., default=str) builds a new one per call.
+_ENCODE = json.JSONEncoder(default=str).encode
 
 
 def text(value: Any) -> str | None:
@@ -140,23 +142,25 @@ _SIGNAL_TYPES = ("VARCHAR", "TIMESTAMP", "VARCHAR", "VARCHAR", "VARCHAR", "VARCH
                  "JSON", "VARCHAR", "TIMESTAMP")
 
 
-def insert_signals(store: Store, signals: Sequence[Signal], fingerprints: Sequence[str], at: datetime | None = None) -> None:
-    """Store signals with their fingerprints, in order (the same rows as agent/store/signals.insert_signals)."""
+def insert_new_signals(store: Store, rows: Sequence[tuple[Signal, str, str]], at: datetime | None = None) -> None:
+    """Store signals not stored yet (the caller checked), in order, with the same columns as
+    agent/store/signals.insert_signals; rows: (signal, fingerprint, its ts as bulk text)."""
     at_text = text(at or now_utc())
-    dumps = json.dumps
-    rows = []
-    for s, fp in zip(signals, fingerprints):
+    dumps = _ENCODE
+    out = []
+    for s, fp, ts in rows:
         extra = s.model_extra
-        rows.append((s.id, naive_utc(s.ts).isoformat(sep=" "), s.source, s.service, s.host, s.level, s.message,
-                     None if s.value is None else repr(s.value), dumps(s.attrs, default=str) if s.attrs else None,
-                     dumps(extra, default=str) if extra else None, fp, at_text))
-    bulk_insert(store, f"INSERT OR IGNORE INTO signals ({', '.join(_SIGNAL_COLS)})", _SIGNAL_TYPES, rows)
+        out.append((s.id, ts, s.source, s.service, s.host, s.level, s.message,
+                    None if s.value is None else repr(s.value), dumps(s.attrs) if s.attrs else None,
+                    dumps(extra) if extra else None, fp, at_text))
+    bulk_insert(store, f"INSERT INTO signals ({', '.join(_SIGNAL_COLS)})", _SIGNAL_TYPES, out)
 
 
 def insert_verdicts(store: Store, rows: Sequence[tuple], at: datetime | None = None) -> None:
-    """rows: (signal_id, fingerprint, template, verdict, issue_id, rule, reason, ts as text)."""
+    """Verdicts of signals not judged yet (the caller checked): (signal_id, fingerprint, template, verdict,
+    issue_id, rule, reason, signal ts as bulk text)."""
     at_text = text(at or now_utc())
-    bulk_insert(store, "INSERT OR REPLACE INTO triage_results",
+    bulk_insert(store, "INSERT INTO triage_results",
                 ("VARCHAR",) * 7 + ("TIMESTAMP", "TIMESTAMP"), [r + (at_text,) for r in rows])
 
 

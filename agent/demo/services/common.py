@@ -15,22 +15,26 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 class LiveConfig:
-    """An ini file section, re-read whenever the file's mtime or size changes (like a SIGHUP reload)."""
+    """An ini section read from one or more files (later files win), re-read whenever one changes
+    (like a SIGHUP reload)."""
 
-    def __init__(self, path: str | os.PathLike[str], section: str):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str] | list[str | os.PathLike[str]], section: str):
+        self.paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
         self.section = section
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple | None = None
         self.values: dict[str, str] = {}
 
+    @property
+    def path(self) -> Path:
+        return self.paths[0]
+
     def refresh(self) -> bool:
-        """True when the file changed since the last read."""
-        st = self.path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
+        """True when a file changed since the last read."""
+        stamp = tuple((st.st_mtime_ns, st.st_size) for st in (p.stat() for p in self.paths if p.exists()))
         if stamp == self._stamp:
             return False
         parser = configparser.ConfigParser()
-        parser.read(self.path, encoding="utf-8")
+        parser.read(self.paths, encoding="utf-8")
         self.values = dict(parser[self.section]) if parser.has_section(self.section) else {}
         self._stamp = stamp
         return True

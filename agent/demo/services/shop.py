@@ -1,7 +1,9 @@
 """The demo web shop: a threaded HTTP service with a database connection pool, an image cache and a log file.
 
-Its behaviour comes from shop.ini, re-read on change: `db_pool_size` (connections a request
-can hold), `image_cache_max_items` (0 = unbounded), `log_max_bytes` (0 = no rotation). Memory
+Its behaviour comes from shop.ini (rendered by each deploy from a template) and runtime.ini
+(limits the operators own), re-read on change: `db_pool_size` (connections a request can
+hold), `threads` (requests served at once), `max_open_files` (RLIMIT_NOFILE),
+`image_cache_max_items` (0 = unbounded). Memory
 is capped with setrlimit(RLIMIT_AS) like a cgroup limit, so an unbounded cache ends in
 MemoryError and the process exits, as a real worker does.
 """
@@ -53,8 +55,8 @@ class Pool:
 
 
 class Shop:
-    def __init__(self, config_path: str, log_path: str):
-        self.cfg = LiveConfig(config_path, "shop")
+    def __init__(self, config_paths: list[str], log_path: str):
+        self.cfg = LiveConfig(config_paths, "shop")
         self.log_path = log_path
         self.lock = threading.Lock()
         self.pool = Pool(1)
@@ -72,9 +74,10 @@ class Shop:
                 self.pool = Pool(size)
             self.log = configure_logging("shop", self.log_path, self.cfg.int("log_max_bytes", 0),
                                          self.cfg.int("log_backups", 3))
-            self.log.info("configuration loaded from %s: db_pool_size=%d image_cache_max_items=%d log_max_bytes=%d",
-                          self.cfg.path.name, size, self.cfg.int("image_cache_max_items", 0),
-                          self.cfg.int("log_max_bytes", 0))
+            self.log.info("configuration loaded from %s: db_pool_size=%d threads=%d image_cache_max_items=%d "
+                          "max_open_files=%d", ", ".join(p.name for p in self.cfg.paths), size,
+                          self.cfg.int("threads", 16), self.cfg.int("image_cache_max_items", 0),
+                          self.cfg.int("max_open_files", 0))
             limit = self.cfg.int("image_cache_max_items", 0)
             while limit and len(self.cache) > limit:
                 self.cache.popitem(last=False)
@@ -114,7 +117,7 @@ class Shop:
             blob = blob.replace(b"\x00", b"\x01")  # touch every page
         except MemoryError:
             self.log.critical(
-                "Worker exiting: cannot cache image %s\nTraceback (most recent call last):\n"
+                "Worker exiting: cannot cache image id=%s\nTraceback (most recent call last):\n"
                 "  File \"shop.py\", line 120, in image\n    blob = bytes(size)\nMemoryError", image_id)
             logging_flush(self.log)
             os._exit(3)
@@ -232,9 +235,13 @@ def make_handler(shop: Shop):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", required=True, action="append", help="repeatable; later files win")
     parser.add_argument("--log", required=True)
+    parser.add_argument("--pid-file")
     args = parser.parse_args(argv)
+    if args.pid_file:
+        with open(args.pid_file, "w") as fh:
+            fh.write(str(os.getpid()))
     threading.stack_size(512 * 1024)
     shop = Shop(args.config, args.log)
     limit_mb = shop.cfg.int("memory_limit_mb", 0)

@@ -49,16 +49,33 @@ def main(argv: list[str] | None = None) -> int:
                      not_after(cert_path).strftime("%Y-%m-%dT%H:%M:%SZ"))
         return state["ctx"]
 
+    lock = threading.Lock()
+
+    def current() -> ssl.SSLContext:
+        with lock:
+            return context()
+
+    def keep_renewed() -> None:
+        # An ACME client checks on its own schedule, not only when a client connects.
+        while True:
+            try:
+                current()
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                log.error("certificate check failed: %s", exc)
+            threading.Event().wait(0.2)
+
+    threading.Thread(target=keep_renewed, daemon=True).start()
     sock = socket.create_server(("127.0.0.1", cfg.int("port", 18443)))
     log.info("tls-edge listening on 127.0.0.1:%d (pid %d)", cfg.int("port", 18443), os.getpid())
 
     def serve(conn: socket.socket, addr) -> None:
         try:
-            with context().wrap_socket(conn, server_side=True) as tls:
+            with current().wrap_socket(conn, server_side=True) as tls:
                 tls.recv(4096)
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
         except ssl.SSLError as exc:
-            log.error("TLS handshake with %s:%d failed: %s", addr[0], addr[1], exc)
+            # Like nginx, a handshake the client aborts is logged below error level: the client decided.
+            log.warning("TLS handshake with %s:%d failed: %s", addr[0], addr[1], exc)
         except OSError:
             pass
         finally:

@@ -18,8 +18,14 @@ _SUFFIX = {".ini": "ini", ".cfg": "ini", ".conf": "ini", ".cnf": "ini", ".proper
            ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml", ".env": "env"}
 
 
+# A deploy template is a file of its target's format with a template suffix (shop.ini.j2).
+_TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".tmpl", ".tpl", ".template", ".erb", ".in")
+
+
 def detect_format(path: str | PurePath) -> str | None:
     p = PurePath(path)
+    if p.suffix.lower() in _TEMPLATE_SUFFIXES and p.stem:
+        p = PurePath(p.stem)
     if p.name == ".env" or p.name.startswith(".env."):
         return "env"
     return _SUFFIX.get(p.suffix.lower())
