@@ -145,3 +145,13 @@ def test_live_mode_stops_at_a_model_that_cannot_be_used(tmp_path: Path, incident
 def test_record_needs_live_mode(tmp_path: Path, incident: Path):
     with pytest.raises(InputError, match="--record writes the cassettes of a live run"):
         run_eval(incident, Config(home=tmp_path / "home"), mode="offline", record=True)
+
+
+def test_offline_mode_never_asks_the_configured_model(tmp_path: Path, incident: Path, monkeypatch: pytest.MonkeyPatch):
+    for server in serve():
+        cfg = model_cfg(tmp_path / "home", server.base_url, monkeypatch)
+        report = run_eval(incident, cfg, mode="offline")
+        assert report.passed, report.violations
+        case = report.cases[0]
+        assert case.analyst == "offline" and case.checks["store"].passed is True
+        assert server.requests == []  # neither the case nor the store path (analyze_issue) drafted with it

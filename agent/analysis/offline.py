@@ -292,7 +292,9 @@ def _agree(groups: dict[str, str | None], known: dict[str, str]) -> dict[str, st
 
 def _event_range(ctx: Context, node: NodeSpec, t_effect: datetime) -> tuple[datetime, datetime]:
     lo = t_effect - timedelta(seconds=node.within_s or ctx.window_s)
-    if node.recurrence and ctx.recurrence_since is not None and ctx.recurrence_since > lo:
+    # A recurrence is explained by what happened after the fix that did not hold: events before it
+    # belong to the episode that fix already explained.
+    if ctx.recurrence and ctx.recurrence_since is not None and ctx.recurrence_since > lo:
         lo = ctx.recurrence_since
     return lo, t_effect + timedelta(seconds=ctx.skew_s)
 

@@ -32,7 +32,8 @@ def show_report(report: EvalReport, console: Any) -> None:
     from rich.text import Text
 
     table = Table(title=f"selfheal eval: {report.path} ({report.mode})", box=None, pad_edge=False)
-    table.add_column("case", no_wrap=True, overflow="ellipsis")
+    # the name gives way (ellipsis) so the marks always fit the terminal
+    table.add_column("case", no_wrap=True, overflow="ellipsis", max_width=max(16, console.width - 48))
     for name in CHECKS:
         table.add_column(SHORT[name], justify="center", no_wrap=True)
     table.add_column("MTTR", justify="right", no_wrap=True)

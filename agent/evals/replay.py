@@ -116,12 +116,15 @@ def run_incident(incident: Incident, settings: Settings) -> CaseRun:
 
 def _run(incident: Incident, settings: Settings, box: Any, store: "Store") -> CaseRun:
     from agent.evals.sandbox import eval_config
+    from agent.store import issues as issue_store
     from agent.store import state as state_store
     from agent.triage import Triage
 
     run = CaseRun(name=incident.name)
     timer = _Timer(run)
-    cfg = eval_config(settings.cfg, box.home, box.root, model=settings.cfg.analysis.model)
+    # offline means offline: a configured model drafts only in the live and replay modes
+    model = settings.cfg.analysis.model if settings.mode != "offline" else None
+    cfg = eval_config(settings.cfg, box.home, box.root, model=model)
     first = min([s.ts for s in incident.signals] + [e.resolved_at for e in incident.archive if e.resolved_at])
     clock = FakeClock(first)
     cycle = state_store.start_cycle(store, "eval", clock.now())
@@ -133,8 +136,6 @@ def _run(incident: Incident, settings: Settings, box: Any, store: "Store") -> Ca
         clock.set(max(clock.now(), max(s.ts for s in batch)))
         results += triage.judge(batch)
     run.verdicts = {r.signal_id: r.verdict for r in results}
-    from agent.store import issues as issue_store
-
     run.issues = [i["id"] for i in issue_store.list_issues(store)]
     mine = next((r for r in results if r.signal_id == incident.expected.symptom_signal), None)
     run.symptom_verdict = mine.verdict if mine else None
@@ -149,7 +150,7 @@ def _run(incident: Incident, settings: Settings, box: Any, store: "Store") -> Ca
         if run.verification and run.verification.get("status") == "verified":
             fingerprint = mine.fingerprint if mine else None
             fingerprints = {r.signal_id: r.fingerprint for r in results}
-            _repeat(incident, store, cfg, clock, triage, run, fingerprint, fingerprints)
+            _repeat(incident, store, clock, triage, run, fingerprint, fingerprints)
             timer.lap("repeat")
     state_store.end_cycle(store, cycle, clock.now())
     return run
@@ -291,7 +292,7 @@ def _remedy(store: "Store", cfg: "Config", clock: FakeClock, run: CaseRun, root:
 # --------------------------------------------------------------------------- repeat detection
 
 
-def _repeat(incident: Incident, store: "Store", cfg: "Config", clock: FakeClock, triage: Any, run: CaseRun,
+def _repeat(incident: Incident, store: "Store", clock: FakeClock, triage: Any, run: CaseRun,
             fingerprint: str | None, fingerprints: dict[str, str]) -> None:
     from agent.report import compute_report
     from agent.store import chains as chain_store
