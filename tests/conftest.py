@@ -45,3 +45,29 @@ def cli(home: Path):
         return run_cli(*args, **kw)
 
     return _run
+
+
+@pytest.fixture(autouse=True)
+def _no_model_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches a model: pydantic-ai refuses every real request unless a test opts in for a local fake."""
+    from pydantic_ai import models
+
+    monkeypatch.setattr(models, "ALLOW_MODEL_REQUESTS", False)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The browser tests drive the OS's Chromium: install Debian's package when it is missing and we may
+    (root with apt-get). Where that fails, those tests skip and say why. SELFHEAL_INSTALL_CHROMIUM=0 opts out."""
+    import shutil
+
+    if os.environ.get("SELFHEAL_INSTALL_CHROMIUM") == "0" or Path("/usr/bin/chromium").exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        try:
+            if subprocess.run(argv, env=env, capture_output=True, timeout=300).returncode != 0:
+                return
+        except (OSError, subprocess.TimeoutExpired):
+            return

@@ -87,6 +87,14 @@ def serve(status: int = 200) -> Iterator[FakeOpenAI]:
         thread.join(5)
 
 
+@pytest.fixture(autouse=True)
+def _local_fake_model_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests drive the live mode against a scripted OpenAI-compatible server on 127.0.0.1, never a real model."""
+    from pydantic_ai import models
+
+    monkeypatch.setattr(models, "ALLOW_MODEL_REQUESTS", True)
+
+
 @pytest.fixture
 def incident(tmp_path: Path) -> Path:
     folder = tmp_path / "incidents" / "checkout-image-cache"
