@@ -307,7 +307,7 @@ def run_daemon(cfg: Config, clock: Clock | None = None, *, once: bool = False, i
     clock = clock or SystemClock()
     stop = stop or threading.Event()
     interval = cfg.daemon.interval_s if interval_s is None else interval_s
-    installed = _install_stop_handlers(stop)
+    installed = install_stop_handlers(stop)
     store = Store.open(cfg.store_path)
     passes = 0
     try:
@@ -334,7 +334,8 @@ def run_daemon(cfg: Config, clock: Clock | None = None, *, once: bool = False, i
     return passes
 
 
-def _install_stop_handlers(stop: threading.Event) -> list[tuple[int, Any]]:
+def install_stop_handlers(stop: threading.Event) -> list[tuple[int, Any]]:
+    """SIGTERM and SIGINT set `stop` (a long-running command stops between steps); returns what to restore."""
     if threading.current_thread() is not threading.main_thread():
         return []
     installed = []

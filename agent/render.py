@@ -14,10 +14,9 @@ from agent.models import Chain, GateResult, Observe
 def describe_observe(observe: Observe | None) -> str:
     if observe is None:
         return "(unobserved)"
-    where = observe.source + (f" of {observe.service}" if observe.service else "")
-    if observe.match is not None:
-        return f"{where} matching /{observe.match}/"
-    return f"{where}: {observe.metric} {observe.op} {observe.value:g}"
+    from agent.gate import describe
+
+    return describe(observe)
 
 
 def chain_tree(chain: Chain, title: str | None = None) -> Tree:

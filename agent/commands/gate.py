@@ -82,61 +82,14 @@ def _from_store(cfg: Any, chain: Any) -> tuple[list, list]:
 
 
 def _render(chain: Any, result: Any, n_signals: int, n_archived: int) -> None:
-    from rich.table import Table
     from rich.text import Text
-    from rich.tree import Tree
 
     from agent.commands._common import console
-    from agent.gate import describe
+    from agent.render import chain_tree, gate_table
 
     out = console()
-    cause_of = {}
-    for link in chain.links:
-        cause_of.setdefault(link.effect, []).append(link)
-
-    def label(nid: str, mechanism: str | None) -> Text:
-        node = chain.node(nid)
-        text = Text()
-        if mechanism:
-            text.append(f"because {mechanism}\n", style="dim")
-        text.append(nid, style="bold")
-        if nid == chain.symptom:
-            text.append(" (symptom)", style="cyan")
-        elif nid == chain.root:
-            text.append(f" (root, {node.category})" if node.category else " (root)", style="cyan")
-        text.append(f"  {node.statement}\n")
-        text.append(f"   observe: {describe(node.observe)}", style="dim")
-        return text
-
-    tree = Tree(Text(f"chain {chain.id}", style="bold"))
-    seen: set[str] = set()
-
-    def grow(branch: Tree, nid: str, mechanism: str | None) -> None:
-        sub = branch.add(label(nid, mechanism))
-        if nid in seen:
-            sub.add(Text("(cycle)", style="red"))
-            return
-        seen.add(nid)
-        for link in sorted(cause_of.get(nid, []), key=lambda lk: lk.cause):
-            grow(sub, link.cause, link.mechanism)
-
-    grow(tree, chain.symptom, None)
-    for node in sorted(chain.nodes, key=lambda n: n.id):
-        if node.id not in seen:
-            tree.add(Text(f"{node.id} (not on the path)  {node.statement}", style="yellow"))
-    if chain.fix is not None:
-        fx = chain.fix
-        tree.add(Text(f"fix: {fx.action} -> {fx.target} ({fx.effect}) {fx.params}  {fx.description}", style="green"))
-    out.print(tree)
-
-    table = Table("check", "verdict", "reason", box=None, show_lines=False)
-    for name, check in result.checks:
-        verdict = Text("pass", style="green") if check.passed else Text("FAIL", style="bold red")
-        extra = check.model_extra or {}
-        if extra.get("escalated"):
-            verdict.append(" (escalated)", style="yellow")
-        table.add_row(name, verdict, check.reason)
-    out.print(table)
+    out.print(chain_tree(chain))
+    out.print(gate_table(result))
     status = Text("passed", style="bold green") if result.passed else Text("rejected", style="bold red")
     out.print(Text("gate ").append(status).append(
         f" in {result.elapsed_ms:.2f} ms ({n_signals} signals, {n_archived} archived chains)"))

@@ -310,7 +310,9 @@ def run_shipper(cfg: Config, url: str, *, token: str | None = None, once: bool =
     stop = stop or threading.Event()
     shipper = Shipper(cfg, url, token=token, clock=clock, stop=stop)
     interval = cfg.daemon.interval_s if interval_s is None else interval_s
-    installed = _install_stop_handlers(stop)
+    from agent.loop import install_stop_handlers
+
+    installed = install_stop_handlers(stop)
     store = Store.open(cfg.store_path)
     passes = 0
     try:
@@ -345,13 +347,3 @@ def run_shipper(cfg: Config, url: str, *, token: str | None = None, once: bool =
         for sig, previous in installed:
             signals_mod.signal(sig, previous)
     return passes
-
-
-def _install_stop_handlers(stop: threading.Event) -> list[tuple[int, Any]]:
-    if threading.current_thread() is not threading.main_thread():
-        return []
-    installed = []
-    for sig in (signals_mod.SIGTERM, signals_mod.SIGINT):
-        installed.append((sig, signals_mod.getsignal(sig)))
-        signals_mod.signal(sig, lambda *_: stop.set())
-    return installed
