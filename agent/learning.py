@@ -1,7 +1,8 @@
 """Learning: turn a verified chain into detection updates.
 
 For each precursor of a verified chain (an event node strictly between the
-root and the symptom, observed in a log line or a metric), derive an
+root and the symptom, observed in a log line or a metric, and not itself only
+seen as a failure, which opens an issue of its own anyway), derive an
 early-warning rule that triage applies to later signals, so the next time the
 precursor appears a warning issue opens before the symptom does. Metric
 precursors are tightened: the rule fires at a fraction of the value seen
@@ -82,7 +83,12 @@ def rules_for_chain(chain: Chain, chain_id: str, issue_id: str | None, signals: 
     symptom = chain.symptom_node
     symptom_at = _first_match(symptom.observe, [s for s in signals if s.is_failure]) if symptom.observe else None
     rules = []
+    from agent.gate import observe_matches
+
     for node in precursor_nodes(chain):
+        seen = [s for s in signals if observe_matches(node.observe, s)]
+        if seen and all(s.is_failure for s in seen):
+            continue  # a precursor that is itself a failure already opens its own issue: nothing earlier to warn of
         observe = _earlier(node.observe)
         if node.observe.service is None and symptom.observe and symptom.observe.service:
             observe = observe.model_copy(update={"service": symptom.observe.service})
