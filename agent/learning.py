@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from agent.models import Chain, Node, Observe, Signal
 from agent.store import Store
 from agent.store import chains as chain_store
+from agent.store import fixes as fix_store
 from agent.store import issues as issue_store
 from agent.store import learned as learned_store
 from agent.store import signals as signal_store
@@ -59,14 +60,26 @@ def precursor_nodes(chain: Chain) -> list[Node]:
     return out
 
 
-def _earlier(observe: Observe) -> Observe:
+# Above the highest reading once the fix was in place, by this margin: a warning must stay quiet in the
+# fixed system's normal operation.
+HEADROOM = 1.1
+
+
+def _earlier(observe: Observe, healthy: Sequence[float] = ()) -> Observe | None:
     """A metric observe moved toward normal, so it matches before the failing level is reached.
 
-    Only a positive threshold of an ordering comparison moves; `> 0` already fires at the first sign.
+    Only a positive threshold of an ordering comparison moves; `> 0` already fires at the first sign. The
+    moved threshold stays clear of the readings seen after the fix (`healthy`); when no level between
+    those and the failing one is left, there is nothing earlier to warn at and None is returned.
     """
     if not observe.is_metric or not observe.value or observe.op not in (">", ">=", "<", "<="):
         return observe
-    value = observe.value * EARLY_FRACTION if observe.op in (">", ">=") else observe.value / EARLY_FRACTION
+    up = observe.op in (">", ">=")
+    value = observe.value * EARLY_FRACTION if up else observe.value / EARLY_FRACTION
+    if healthy:
+        value = max(value, max(healthy) * HEADROOM) if up else min(value, min(healthy) / HEADROOM)
+        if (up and value >= observe.value) or (not up and value <= observe.value):
+            return None
     return observe.model_copy(update={"value": round(value, 6)})
 
 
@@ -78,7 +91,7 @@ def _first_match(observe: Observe, signals: Sequence[Signal]) -> datetime | None
 
 
 def rules_for_chain(chain: Chain, chain_id: str, issue_id: str | None, signals: Sequence[Signal],
-                    mode: str | None = None) -> list[LearnedRule]:
+                    mode: str | None = None, fixed_at: datetime | None = None) -> list[LearnedRule]:
     """Early-warning rules for a verified chain (pure)."""
     symptom = chain.symptom_node
     symptom_at = _first_match(symptom.observe, [s for s in signals if s.is_failure]) if symptom.observe else None
@@ -89,7 +102,11 @@ def rules_for_chain(chain: Chain, chain_id: str, issue_id: str | None, signals: 
         seen = [s for s in signals if observe_matches(node.observe, s)]
         if seen and all(s.is_failure for s in seen):
             continue  # a precursor that is itself a failure already opens its own issue: nothing earlier to warn of
-        observe = _earlier(node.observe)
+        healthy = [s.value for s in signals if fixed_at is not None and s.ts >= fixed_at and s.value is not None
+                   and s.source == "metric" and s.attrs.get("metric") == node.observe.metric]
+        observe = _earlier(node.observe, healthy)
+        if observe is None:
+            continue  # the fixed system runs too close to the failing level to warn any earlier
         if node.observe.service is None and symptom.observe and symptom.observe.service:
             observe = observe.model_copy(update={"service": symptom.observe.service})
         seen_at = _first_match(node.observe, signals)
@@ -122,9 +139,12 @@ def learn_from_chain(store: Store, chain_id: str, at: datetime | None = None) ->
     chain: Chain = row["chain"]
     issue = issue_store.get_issue(store, row["issue_id"]) if row["issue_id"] else None
     signals = signal_store.query_signals(store, service=None) if issue is None else _issue_window(store, issue)
+    applied = [e["ts"] for f in fix_store.fixes(store) if f["chain_id"] == chain_id
+               for e in fix_store.fix_events(store, f["id"]) if e["status"] == "applied"]
+    fixed_at = max(applied) if applied else None
     added = []
     with store.transaction():
-        for rule in rules_for_chain(chain, chain_id, row["issue_id"], signals, row.get("mode")):
+        for rule in rules_for_chain(chain, chain_id, row["issue_id"], signals, row.get("mode"), fixed_at):
             if learned_store.add_rule(store, rule_id=rule.rule_id, kind=rule.kind, definition=rule.definition,
                                       explanation=rule.explanation, chain_id=chain_id, issue_id=row["issue_id"],
                                       at=at):

@@ -193,7 +193,8 @@ class Demo:
                     self.checks.by_issue[issue_id] = scenario.check
             busy = worker is not None and worker.is_alive()
             active = issue_store.list_issues(self.store, status=issue_store.ACTIVE)
-            waiting = [i for i in active if not self._waits_on_people(i)]
+            # Early warnings close on their own once their precursor is quiet; they do not hold a step up.
+            waiting = [i for i in active if i["kind"] != "warning" and not self._waits_on_people(i)]
             elapsed = time.monotonic() - started
             # A scenario's failure takes a while to show (a heartbeat gap, a threshold of failed checks):
             # give it `expect_s` to appear before calling the step quiet.
@@ -218,6 +219,16 @@ class Demo:
         parent = events[-1]["attrs"].get("parent") if events and events[-1]["event"] == "grouped" else None
         found = issue_store.get_issue(self.store, parent) if parent else None
         return bool(found and found["status"] == "needs-human")
+
+    def quiet_warnings(self, limit_s: float = 15.0) -> None:
+        """Pass until the last early warnings have closed (their precursors went quiet)."""
+        assert self.store is not None
+        deadline = time.monotonic() + limit_s
+        while issue_store.list_issues(self.store, status=issue_store.ACTIVE, kind="warning"):
+            if time.monotonic() > deadline:
+                break
+            self.one_pass()
+            time.sleep(PASS_INTERVAL_S)
 
     def _recurrence_count(self) -> int:
         assert self.store is not None
@@ -259,7 +270,9 @@ class Demo:
             scenarios = self.scenarios()
             for sc in scenarios:
                 o.rule(f"{sc.id}: {sc.title}")
+                began = time.monotonic()
                 result.scenarios[sc.id] = self.settle(sc, sc.trigger)
+                o.print(f"  [dim]{sc.id}: loop closed in {time.monotonic() - began:.1f}s[/]")
 
             replays = list(scenarios)
             cache = next((s for s in scenarios if s.id == "cache"), None)
@@ -281,6 +294,7 @@ class Demo:
             result.warnings_at_replay = [i["id"] for i in after if i["id"] not in before and i["kind"] == "warning"]
             o.print(f"  new failure issues during the replay: {len(result.replay_new_issues)}; "
                     f"early warnings raised at precursors: {len(result.warnings_at_replay)}")
+            self.quiet_warnings()
             state_store.end_cycle(self.store, self.cycle_id, self.clock.now())
             result.report, result.html = self.finish()
         finally:

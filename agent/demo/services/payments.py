@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
     def do_GET(self) -> None:  # noqa: N802
         body = b"ok\n"
         self.send_response(200 if self.path == "/health" else 404)
