@@ -251,18 +251,12 @@ def _issue_details(store: Store, summaries: Sequence[dict[str, Any]]) -> list[di
     return out
 
 
-def render_html(store: Store, report: dict[str, Any] | None = None, now: datetime | None = None,
-                max_issues: int = 500) -> str:
-    """The report as one self-contained HTML page; the issue table and chain graphs show the latest `max_issues`."""
-    import json
-
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    report = report or compute_report(store, now=now)
+def report_charts(report: dict[str, Any]) -> dict[str, Markup]:
+    """The report's four charts (the HTML report and the dashboard draw the same ones)."""
     ts = report["timeseries"]
     unit = ts["unit"]
     labels = [_label(p["t"], unit) for p in ts["issues"]]
-    charts = {
+    return {
         "issues": chart("chart-issues", f"Issues per {unit}: opened, resolved, active", labels,
                         bars=[("opened", [p["opened"] for p in ts["issues"]]),
                               ("resolved", [p["resolved"] for p in ts["issues"]])],
@@ -275,6 +269,17 @@ def render_html(store: Store, report: dict[str, Any] | None = None, now: datetim
         "classes": chart("chart-classes", "Failure classes eliminated (cumulative)", labels,
                          lines=[("eliminated", [p["eliminated"] for p in ts["classes_eliminated"]])]),
     }
+
+
+def render_html(store: Store, report: dict[str, Any] | None = None, now: datetime | None = None,
+                max_issues: int = 500) -> str:
+    """The report as one self-contained HTML page; the issue table and chain graphs show the latest `max_issues`."""
+    import json
+
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    report = report or compute_report(store, now=now)
+    charts = report_charts(report)
     env = Environment(loader=PackageLoader("agent", "templates"), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["ts"] = lambda d: rfc3339(d) if isinstance(d, datetime) else ("—" if d is None else d)

@@ -100,31 +100,10 @@ def issue_sections(store: Any, issue_id: str) -> dict[str, str] | None:
 
 def report_sections(store: Any) -> dict[str, str]:
     from agent.report import compute_report
+    from agent.report_html import report_charts
 
     report = compute_report(store)
     return {"report-body": render("_report.html.j2", r=report, charts=report_charts(report))}
-
-
-def report_charts(report: dict[str, Any]) -> dict[str, Any]:
-    """The report's four charts, drawn by agent/report_html.py's chart function."""
-    from agent.report_html import chart
-
-    ts = report["timeseries"]
-    unit = ts["unit"]
-    labels = [_label(p["t"], unit) for p in ts["issues"]]
-    return {
-        "issues": chart("chart-issues", f"Issues per {unit}: opened, resolved, active", labels,
-                        bars=[("opened", [p["opened"] for p in ts["issues"]]),
-                              ("resolved", [p["resolved"] for p in ts["issues"]])],
-                        lines=[("active", [p["active"] for p in ts["issues"]])]),
-        "mttr": chart("chart-mttr", "MTTR per cycle (hours)", [c["cycle"] for c in report["mttr_per_cycle"]],
-                      bars=[("mttr", [c["mttr_hours"] or 0 for c in report["mttr_per_cycle"]])], unit="h"),
-        "signals": chart("chart-signals", f"Noise vs genuine signals per {unit}", labels,
-                         bars=[("noise", [p["noise"] for p in ts["signals"]]),
-                               ("genuine", [p["genuine"] for p in ts["signals"]])], stacked=True),
-        "classes": chart("chart-classes", "Failure classes eliminated (cumulative)", labels,
-                         lines=[("eliminated", [p["eliminated"] for p in ts["classes_eliminated"]])]),
-    }
 
 
 # --------------------------------------------------------------------------- helpers

@@ -5,7 +5,6 @@ from __future__ import annotations
 import grp
 import hashlib
 import pwd
-import re
 import stat
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,6 @@ from agent.remedy.editors import EditError
 
 MAX_PROBE_LINES = 500
 MAX_CONTENT = 4000
-_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
 def existing_text(path: Path, label: str) -> str:
@@ -105,21 +103,10 @@ def crontab_probe(ctx: ActionContext, path: Path, user: str) -> list[Signal]:
     """The `crontab` probe's wording: `crontab <user>: <entry>` per entry, then `crontab <user>: environment: ...`."""
     from agent.remedy.backup import read_text
 
-    text = read_text(path) or ""
-    env: list[str] = []
-    entries: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _ENV_LINE.match(line)
-        if m and not re.match(r"^[\d*@]", line):
-            value = m.group(2)
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            env.append(f"{m.group(1)}={value}")
-        else:
-            entries.append(line)
+    from agent.analysis.probes import parse_crontab
+
+    pairs, entries = parse_crontab(read_text(path) or "")
+    env = [f"{k}={v}" for k, v in pairs]
     out = [probe_signal(ctx, f"crontab {user}: {line}", file=str(path), user=user) for line in entries]
     out.append(probe_signal(ctx, f"crontab {user}: environment: {', '.join(env) if env else '(none)'}",
                             file=str(path), user=user))
