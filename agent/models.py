@@ -140,6 +140,16 @@ def stable_id(record: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- chains
 
 
+def check_regex(v: str | None) -> str | None:
+    """A pydantic validator body: the text compiles as a Python regular expression (None passes)."""
+    if v is not None:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
+    return v
+
+
 class Observe(_Open):
     source: Source
     service: str | None = None
@@ -151,12 +161,7 @@ class Observe(_Open):
     @field_validator("match")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
-        return v
+        return check_regex(v)
 
     @model_validator(mode="after")
     def _either(self) -> "Observe":

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.errors import InputError
-from agent.models import CATEGORIES, VERDICTS, AnalysisCase, ArchiveEntry, CaseIssue, Signal, parse_model
+from agent.models import check_regex, CATEGORIES, VERDICTS, AnalysisCase, ArchiveEntry, CaseIssue, Signal, parse_model
 
 KINDS = ("mode", "decoy", "missing-evidence", "recurrence")
 CASSETTE_NAMES = ("analysis.yaml", "analysis.yml")
@@ -45,12 +45,7 @@ class AnalysisExpect(_Strict):
     @field_validator("root_statement")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return v
+        return check_regex(v)
 
     @field_validator("root_category")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.models import Observe, Signal
+from agent.models import check_regex, Observe, Signal
 from agent.remedy.actions.common import crontab_probe, edited, file_probe, services_for
 from agent.remedy.backup import read_text
 from agent.remedy.base import Action, ActionContext, FileChange, Plan, RefusedError, StrictParams
@@ -51,12 +51,7 @@ class SetCrontabParams(StrictParams):
     @field_validator("match")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return v
+        return check_regex(v)
 
     @model_validator(mode="after")
     def _whose(self) -> "SetCrontabParams":
