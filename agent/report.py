@@ -97,8 +97,8 @@ def transitions(events: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]],
         before = last.get(e["issue_id"])
         if e["status"] == "resolved" and before != "resolved":
             resolutions.append(e)
-        elif before == "resolved" and e["status"] in ACTIVE:
-            recurrences.append(e)
+        elif before == "resolved" and e["status"] in ACTIVE and e["event"] != "warning-again":
+            recurrences.append(e)  # a warning reopened by its precursor is not a failure coming back
         last[e["issue_id"]] = e["status"]
     return resolutions, recurrences
 

@@ -345,6 +345,12 @@ class Triage:
             raise TriageError(f"rule {rule.id!r} ({rule.origin}) judged signal {s.id} a recurrence, "
                               f"but its failure mode has no resolved issue")
         issue_id = current[0]
+        if rule.subject == "warning":
+            # A warning has no fix that could have failed: its precursor simply showed again.
+            batch.events.append((issue_id, s.ts, "open", "warning-again", f"{rule.id}: precursor seen again in {s.id}",
+                                 s.id, None, None, None, None))
+            batch.issues[subject] = (issue_id, "open")
+            return issue_id, ""
         prevention, attrs, chain_id, fix_id = self._prevention(issue_id, s)
         batch.events.append((issue_id, s.ts, "open", "recurrence",
                              f"recurred after it was resolved: the fix did not hold ({prevention})",

@@ -144,10 +144,12 @@ def test_learned_early_warning_rule_opens_a_warning_issue_at_the_precursor(tmp_p
         assert out[2].issue == out[1].issue
         assert issue_store.get_issue(store, out[3].issue)["kind"] == "failure"
 
-        # a resolved warning that fires again opens a new warning
+        # a resolved warning that fires again reopens the same warning (one warning issue per learned rule)
         issue_store.resolve(store, out[1].issue, T0 + timedelta(hours=1), reason="precursor cleared")
         later = Triage(store, cfg).judge([metric(90, 1800)])[0]
-        assert later.verdict == "new" and later.issue != out[1].issue
+        assert later.verdict == "recurrence" and later.issue == out[1].issue and later.rule == "learned:ew-rss"
+        reopened = issue_store.events(store, later.issue)[-1]
+        assert (reopened["status"], reopened["event"]) == ("open", "warning-again")
 
 
 def test_demoted_early_warning_rule_is_not_applied(tmp_path):
