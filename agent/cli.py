@@ -81,9 +81,8 @@ def main() -> None:
     except KeyboardInterrupt:
         _fail("interrupted", 130, None)
     except Exception as exc:  # a usage error from click, or a bug: still one line
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # Usage errors (missing argument, bad option) come from whichever click typer uses: show them as click does.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 70, exc)
