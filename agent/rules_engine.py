@@ -303,19 +303,29 @@ def _check_priorities(rules: list[TriageRule]) -> list[TriageRule]:
     return sorted(rules, key=lambda r: r.priority)
 
 
-def _parse_rule(entry: Any, path: Path, index: int) -> TriageRule | None:
-    where = f"{path}: rules[{index}]"
+def _entry_head(entry: Any, path: Path, index: int, section: str, kind: str, keys: set[str] | frozenset[str]
+                ) -> tuple[str, str] | None:
+    """(id, where) of a rules-file entry, after the checks every entry shares; None when it is switched off."""
+    where = f"{path}: {section}[{index}]"
     if not isinstance(entry, dict):
         raise InputError(f"{where}: expected a mapping, got {type(entry).__name__}")
-    rid = entry.get("id")
-    if not isinstance(rid, str) or not _ID.match(rid):
-        raise InputError(f"{where}: 'id' must be a lowercase name (letters, digits, - _ . :), got {rid!r}")
-    where = f"{path}: rule {rid!r}"
-    unknown = set(entry) - _RULE_KEYS
+    eid = entry.get("id")
+    if not isinstance(eid, str) or not _ID.match(eid):
+        raise InputError(f"{where}: 'id' must be a lowercase name (letters, digits, - _ . :), got {eid!r}")
+    where = f"{path}: {kind} {eid!r}"
+    unknown = set(entry) - keys
     if unknown:
-        raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected {', '.join(sorted(_RULE_KEYS))})")
+        raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected {', '.join(sorted(keys))})")
     if entry.get("enabled", True) is False:
         return None
+    return eid, where
+
+
+def _parse_rule(entry: Any, path: Path, index: int) -> TriageRule | None:
+    head = _entry_head(entry, path, index, "rules", "rule", _RULE_KEYS)
+    if head is None:
+        return None
+    rid, where = head
     priority = entry.get("priority")
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority < CATCH_ALL_PRIORITY:
         raise InputError(f"{where}: 'priority' must be an integer from 0 to {CATCH_ALL_PRIORITY - 1}, got {priority!r}")
@@ -457,18 +467,10 @@ def _scoped(rx: str) -> str:
 
 
 def _parse_pattern(entry: Any, path: Path, index: int) -> NoisePattern | None:
-    where = f"{path}: patterns[{index}]"
-    if not isinstance(entry, dict):
-        raise InputError(f"{where}: expected a mapping, got {type(entry).__name__}")
-    pid = entry.get("id")
-    if not isinstance(pid, str) or not _ID.match(pid):
-        raise InputError(f"{where}: 'id' must be a lowercase name (letters, digits, - _ . :), got {pid!r}")
-    where = f"{path}: pattern {pid!r}"
-    unknown = set(entry) - _PATTERN_KEYS
-    if unknown:
-        raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected {', '.join(sorted(_PATTERN_KEYS))})")
-    if entry.get("enabled", True) is False:
+    head = _entry_head(entry, path, index, "patterns", "pattern", _PATTERN_KEYS)
+    if head is None:
         return None
+    pid, where = head
     description = entry.get("description")
     if not isinstance(description, str) or not description.strip():
         raise InputError(f"{where}: 'description' is required (why lines like this are benign)")

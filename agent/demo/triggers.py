@@ -25,6 +25,14 @@ from agent.demo.ops import deploy
 from agent.demo.sandbox import Sandbox
 
 
+def _in_parallel(client: Callable[[], None], clients: int) -> None:
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _hammer(url: str, clients: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
 
@@ -36,11 +44,7 @@ def _hammer(url: str, clients: int, seconds: float) -> None:
                 except httpx.HTTPError:
                     time.sleep(0.05)
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_parallel(client, clients)
 
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
@@ -99,11 +103,7 @@ def catalogue_crawl(box: Sandbox, images: int = 1400, clients: int = 2) -> None:
                 except httpx.HTTPError:
                     time.sleep(0.02)
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_parallel(client, clients)
 
 
 def check_catalogue_crawl(box: Sandbox) -> bool:
