@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 
-from agent.commands._common import config, console, open_store, parse_when, print_json
+from agent.commands._common import console, open_store, parse_when, print_json
 from agent.errors import InputError
 from agent.models import LEVELS, SOURCES, load_signals_file
 

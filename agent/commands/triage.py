@@ -188,7 +188,6 @@ def _issue_detail(store: Any, issue_id: str) -> dict[str, Any]:
 
 
 def _render_issue(data: dict[str, Any]) -> None:
-    from rich.table import Table
 
     out = console()
     i = data["issue"]
@@ -280,7 +279,6 @@ def rules(
     if json_out:
         print_json(data)
         return
-    from rich.table import Table
 
     from pathlib import Path
 

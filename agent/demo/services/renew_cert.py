@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from agent.demo.services.certs import not_after, write_certificate
+from agent.demo.services.certs import write_certificate
 
 
 def main(argv: list[str] | None = None) -> int:
